@@ -1,0 +1,70 @@
+package change
+
+// DeadLetter is a record that could not become an event, or an event a sink
+// could not store. It is written to the dead-letter destination and counted
+// by Reason; it never stops the pipeline.
+type DeadLetter struct {
+	Reason   string   // short stable code (see the Reason constants)
+	Detail   string   // what was wrong, for people
+	Format   string   // the decoder that rejected it ("dsql", "debezium", ...); "" when unknown
+	Position Position // where the record sits in its stream
+	Raw      []byte   // the record's bytes as delivered
+}
+
+// Checkpoint is what a sink stores for one stream partition, in the same
+// transaction as the rows of the batch that carries it.
+//
+// Every record of the partition at or before Applied has been applied,
+// dead-lettered or skipped, except records still Held (pieces of a DSQL
+// oversized record waiting for the rest of their set). On restart a source
+// reads from Resume when Held is true, else from just after Applied; the
+// pipeline drops any event or dead letter whose Position is at or before
+// Applied, because it was stored already.
+type Checkpoint struct {
+	Source    string
+	Partition string
+	Applied   Position
+	Held      bool
+	Resume    Position // the oldest held record; meaningful only when Held
+}
+
+// Batch is what the pipeline hands a sink in one Apply: events in stream
+// order, dead letters, and the checkpoints to store with them.
+type Batch struct {
+	Events      []Event
+	Dead        []DeadLetter
+	Checkpoints []Checkpoint
+}
+
+// Len is the number of events and dead letters in b.
+func (b *Batch) Len() int { return len(b.Events) + len(b.Dead) }
+
+// ApplyResult counts what a sink did with one batch.
+type ApplyResult struct {
+	Logged     int            // rows appended to the event log
+	Applied    int            // events that changed a merged table
+	Duplicates int            // events that were exact duplicates of one already applied
+	Stale      int            // events older than the stored row or tombstone: logged, not merged
+	Dead       map[string]int // dead letters stored, by reason (including rows the sink rejected)
+	Tables     map[string]int // events per source table
+}
+
+// Add accumulates o into r.
+func (r *ApplyResult) Add(o ApplyResult) {
+	r.Logged += o.Logged
+	r.Applied += o.Applied
+	r.Duplicates += o.Duplicates
+	r.Stale += o.Stale
+	for k, v := range o.Dead {
+		if r.Dead == nil {
+			r.Dead = map[string]int{}
+		}
+		r.Dead[k] += v
+	}
+	for k, v := range o.Tables {
+		if r.Tables == nil {
+			r.Tables = map[string]int{}
+		}
+		r.Tables[k] += v
+	}
+}

@@ -1,0 +1,36 @@
+// Package sink defines the contract every store (DuckDB, PostgreSQL, ...)
+// implements.
+package sink
+
+import (
+	"context"
+	"errors"
+
+	"github.com/cdcflow/cdcflow/internal/change"
+)
+
+// Sink stores batches of change events.
+//
+// Apply blocks until the batch, its dead letters and its checkpoints are
+// durably committed in one transaction, and only then returns a nil error.
+// A non-nil error means nothing of the batch is visible; the pipeline retries
+// or bisects it. Applying a batch again after a crash never duplicates rows:
+// events at or before a stored checkpoint are ignored by the pipeline, and a
+// merged table changes only for events newer than its stored row.
+//
+// Apply is not called concurrently.
+type Sink interface {
+	Apply(ctx context.Context, b *change.Batch) (change.ApplyResult, error)
+	Close(ctx context.Context) error
+}
+
+// PositionStore is a sink that stores checkpoints with its rows. Checkpoints
+// returns every stored checkpoint of the given stream source ("" for all).
+type PositionStore interface {
+	Checkpoints(ctx context.Context, source string) ([]change.Checkpoint, error)
+}
+
+// ErrPermanent marks an Apply error that retrying cannot fix (for example an
+// event whose value no column type can hold). The pipeline bisects the batch
+// to isolate the event and dead-letters it.
+var ErrPermanent = errors.New("permanent sink error")
