@@ -41,3 +41,32 @@ func (o *Output) Reset() {
 	clear(o.Dead)
 	o.Dead = o.Dead[:0]
 }
+
+// Stats counts what a Decoder saw, for summaries and metrics.
+type Stats struct {
+	Records    int64            // raw records given to Decode (envelopes count once per inner record)
+	Events     int64            // events emitted
+	Skipped    map[string]int64 // records deliberately skipped, by reason (tombstones, control records)
+	Dead       map[string]int64 // dead letters, by reason
+	UnknownOps int64            // DSQL records with an unrecognised op, applied as upserts
+	Held       int64            // DSQL pieces currently held for reassembly
+}
+
+// The Decoder's methods (New, Decode, Expire, Drain, OldestHeld, Stats) are
+// in decoder.go. The contract:
+//
+//	func New(o Options) (*Decoder, error)
+//	// Decode decodes one raw record (possibly an envelope of many) and
+//	// appends events and dead letters to out. It never fails: a bad record
+//	// is a dead letter. now drives fragment timeouts.
+//	func (d *Decoder) Decode(r change.Raw, now time.Time, out *Output)
+//	// Expire dead-letters held DSQL fragment sets older than the timeout.
+//	func (d *Decoder) Expire(now time.Time, out *Output)
+//	// Drain dead-letters everything still held (end of input).
+//	func (d *Decoder) Drain(out *Output)
+//	// OldestHeld returns the oldest held position in a partition: the
+//	// checkpoint must not pass it.
+//	func (d *Decoder) OldestHeld(source, partition string) (change.Position, bool)
+//	func (d *Decoder) Stats() Stats
+//
+// A Decoder is not safe for concurrent use.
