@@ -34,3 +34,10 @@ type Source interface {
 type Resumer interface {
 	Resume(ctx context.Context, cps []change.Checkpoint) error
 }
+
+// CanResumer is implemented by a Resumer some of whose streams cannot resume
+// (stdin): the pipeline neither resumes nor filters by a stored checkpoint of
+// a stream for which CanResume reports false.
+type CanResumer interface {
+	CanResume(source string) bool
+}
