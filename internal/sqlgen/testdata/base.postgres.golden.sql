@@ -1,0 +1,74 @@
+CREATE TABLE IF NOT EXISTS "cdc_events" (
+  event_id BIGINT NOT NULL,
+  source_table TEXT NOT NULL,
+  operation TEXT NOT NULL,
+  record_id TEXT NOT NULL,
+  event_data JSONB,
+  commit_timestamp TIMESTAMPTZ NOT NULL,
+  ingested_at TIMESTAMPTZ NOT NULL,
+  source_schema TEXT,
+  commit_ts_ns BIGINT NOT NULL,
+  seq TEXT,
+  tx_id TEXT,
+  stream_position TEXT,
+  commit_order TEXT COLLATE "C" NOT NULL,
+  stream_order TEXT COLLATE "C" NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS "cdc_dead_letters" (
+  reason TEXT NOT NULL,
+  detail TEXT,
+  format TEXT,
+  position TEXT,
+  stream_source TEXT,
+  stream_partition TEXT,
+  stream_offset TEXT,
+  source_table TEXT,
+  record_id TEXT,
+  raw BYTEA,
+  created_at TIMESTAMPTZ NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS "_cdc_checkpoints" (
+  source TEXT NOT NULL,
+  partition TEXT NOT NULL,
+  applied_source TEXT NOT NULL,
+  applied_partition TEXT NOT NULL,
+  applied_offset TEXT NOT NULL,
+  applied_index BIGINT NOT NULL,
+  applied_indexed BOOLEAN NOT NULL,
+  held BOOLEAN NOT NULL,
+  resume_source TEXT NOT NULL,
+  resume_partition TEXT NOT NULL,
+  resume_offset TEXT NOT NULL,
+  resume_index BIGINT NOT NULL,
+  resume_indexed BOOLEAN NOT NULL,
+  updated_at TIMESTAMPTZ NOT NULL,
+  PRIMARY KEY (source, partition)
+);
+
+CREATE TABLE IF NOT EXISTS "_cdc_tombstones" (
+  table_name TEXT NOT NULL,
+  record_id TEXT NOT NULL,
+  commit_order TEXT COLLATE "C" NOT NULL,
+  commit_timestamp TIMESTAMPTZ,
+  PRIMARY KEY (table_name, record_id)
+);
+
+CREATE TABLE IF NOT EXISTS "_cdc_tables" (
+  table_name TEXT PRIMARY KEY,
+  source_schema TEXT,
+  source_table TEXT NOT NULL,
+  match_schema BOOLEAN NOT NULL,
+  created_at TIMESTAMPTZ NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS "_cdc_columns" (
+  table_name TEXT NOT NULL,
+  column_name TEXT NOT NULL,
+  column_type TEXT NOT NULL,
+  pinned BOOLEAN NOT NULL,
+  ordinal INTEGER NOT NULL,
+  updated_at TIMESTAMPTZ NOT NULL,
+  PRIMARY KEY (table_name, column_name)
+);

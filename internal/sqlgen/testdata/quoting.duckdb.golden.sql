@@ -1,0 +1,107 @@
+CREATE TABLE IF NOT EXISTS "cdc_events" (
+  event_id BIGINT NOT NULL,
+  source_table VARCHAR NOT NULL,
+  operation VARCHAR NOT NULL,
+  record_id VARCHAR NOT NULL,
+  event_data JSON,
+  commit_timestamp TIMESTAMPTZ NOT NULL,
+  ingested_at TIMESTAMPTZ NOT NULL,
+  source_schema VARCHAR,
+  commit_ts_ns BIGINT NOT NULL,
+  seq VARCHAR,
+  tx_id VARCHAR,
+  stream_position VARCHAR,
+  commit_order VARCHAR NOT NULL,
+  stream_order VARCHAR NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS "cdc_dead_letters" (
+  reason VARCHAR NOT NULL,
+  detail VARCHAR,
+  format VARCHAR,
+  position VARCHAR,
+  stream_source VARCHAR,
+  stream_partition VARCHAR,
+  stream_offset VARCHAR,
+  source_table VARCHAR,
+  record_id VARCHAR,
+  raw BLOB,
+  created_at TIMESTAMPTZ NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS "_cdc_checkpoints" (
+  source VARCHAR NOT NULL,
+  partition VARCHAR NOT NULL,
+  applied_source VARCHAR NOT NULL,
+  applied_partition VARCHAR NOT NULL,
+  applied_offset VARCHAR NOT NULL,
+  applied_index BIGINT NOT NULL,
+  applied_indexed BOOLEAN NOT NULL,
+  held BOOLEAN NOT NULL,
+  resume_source VARCHAR NOT NULL,
+  resume_partition VARCHAR NOT NULL,
+  resume_offset VARCHAR NOT NULL,
+  resume_index BIGINT NOT NULL,
+  resume_indexed BOOLEAN NOT NULL,
+  updated_at TIMESTAMPTZ NOT NULL,
+  PRIMARY KEY (source, partition)
+);
+
+CREATE TABLE IF NOT EXISTS "_cdc_tombstones" (
+  table_name VARCHAR NOT NULL,
+  record_id VARCHAR NOT NULL,
+  commit_order VARCHAR NOT NULL,
+  commit_timestamp TIMESTAMPTZ,
+  PRIMARY KEY (table_name, record_id)
+);
+
+CREATE TABLE IF NOT EXISTS "_cdc_tables" (
+  table_name VARCHAR PRIMARY KEY,
+  source_schema VARCHAR,
+  source_table VARCHAR NOT NULL,
+  match_schema BOOLEAN NOT NULL,
+  created_at TIMESTAMPTZ NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS "_cdc_columns" (
+  table_name VARCHAR NOT NULL,
+  column_name VARCHAR NOT NULL,
+  column_type VARCHAR NOT NULL,
+  pinned BOOLEAN NOT NULL,
+  ordinal INTEGER NOT NULL,
+  updated_at TIMESTAMPTZ NOT NULL,
+  PRIMARY KEY (table_name, column_name)
+);
+
+CREATE TABLE IF NOT EXISTS "Weird ""Name""" (
+  "_cdc_record_id" VARCHAR PRIMARY KEY,
+  "_cdc_commit_order" VARCHAR NOT NULL,
+  "_cdc_commit_timestamp" TIMESTAMPTZ,
+  "_cdc_op" VARCHAR NOT NULL,
+  "a/b" VARCHAR,
+  "it's" DATE,
+  "record_id" VARCHAR,
+  "x~y" TIMESTAMPTZ
+);
+
+CREATE OR REPLACE VIEW "Weird ""Name""_current" AS
+SELECT record_id, event_data, commit_timestamp,
+  (event_data ->> '/a~1b') AS "a/b",
+  COALESCE(TRY_CAST((event_data ->> '/it''s') AS DATE), CAST(timezone('UTC', TRY_CAST((event_data ->> '/it''s') AS TIMESTAMPTZ)) AS DATE)) AS "it's",
+  TRY_CAST((event_data ->> '/x~0y') AS TIMESTAMPTZ) AS "x~y"
+FROM (
+  SELECT record_id, operation, event_data, commit_timestamp,
+    ROW_NUMBER() OVER (PARTITION BY record_id ORDER BY commit_order DESC, stream_order DESC, event_id DESC) AS rn
+  FROM "cdc_events"
+  WHERE source_table = 'weird' AND source_schema = 'sales''s'
+) latest
+WHERE rn = 1 AND operation <> 'd';
+
+INSERT INTO "_cdc_tables" (table_name, source_schema, source_table, match_schema, created_at) VALUES ('Weird "Name"', 'sales''s', 'weird', true, CURRENT_TIMESTAMP) ON CONFLICT DO NOTHING;
+
+INSERT INTO "_cdc_columns" (table_name, column_name, column_type, pinned, ordinal, updated_at) VALUES
+  ('Weird "Name"', 'a/b', 'VARCHAR', true, 0, CURRENT_TIMESTAMP),
+  ('Weird "Name"', 'it''s', 'DATE', true, 1, CURRENT_TIMESTAMP),
+  ('Weird "Name"', 'record_id', 'VARCHAR', true, 2, CURRENT_TIMESTAMP),
+  ('Weird "Name"', 'x~y', 'TIMESTAMPTZ', true, 3, CURRENT_TIMESTAMP)
+ON CONFLICT DO NOTHING;

@@ -1,0 +1,107 @@
+CREATE TABLE IF NOT EXISTS "cdc_events" (
+  event_id BIGINT NOT NULL,
+  source_table TEXT NOT NULL,
+  operation TEXT NOT NULL,
+  record_id TEXT NOT NULL,
+  event_data JSONB,
+  commit_timestamp TIMESTAMPTZ NOT NULL,
+  ingested_at TIMESTAMPTZ NOT NULL,
+  source_schema TEXT,
+  commit_ts_ns BIGINT NOT NULL,
+  seq TEXT,
+  tx_id TEXT,
+  stream_position TEXT,
+  commit_order TEXT COLLATE "C" NOT NULL,
+  stream_order TEXT COLLATE "C" NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS "cdc_dead_letters" (
+  reason TEXT NOT NULL,
+  detail TEXT,
+  format TEXT,
+  position TEXT,
+  stream_source TEXT,
+  stream_partition TEXT,
+  stream_offset TEXT,
+  source_table TEXT,
+  record_id TEXT,
+  raw BYTEA,
+  created_at TIMESTAMPTZ NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS "_cdc_checkpoints" (
+  source TEXT NOT NULL,
+  partition TEXT NOT NULL,
+  applied_source TEXT NOT NULL,
+  applied_partition TEXT NOT NULL,
+  applied_offset TEXT NOT NULL,
+  applied_index BIGINT NOT NULL,
+  applied_indexed BOOLEAN NOT NULL,
+  held BOOLEAN NOT NULL,
+  resume_source TEXT NOT NULL,
+  resume_partition TEXT NOT NULL,
+  resume_offset TEXT NOT NULL,
+  resume_index BIGINT NOT NULL,
+  resume_indexed BOOLEAN NOT NULL,
+  updated_at TIMESTAMPTZ NOT NULL,
+  PRIMARY KEY (source, partition)
+);
+
+CREATE TABLE IF NOT EXISTS "_cdc_tombstones" (
+  table_name TEXT NOT NULL,
+  record_id TEXT NOT NULL,
+  commit_order TEXT COLLATE "C" NOT NULL,
+  commit_timestamp TIMESTAMPTZ,
+  PRIMARY KEY (table_name, record_id)
+);
+
+CREATE TABLE IF NOT EXISTS "_cdc_tables" (
+  table_name TEXT PRIMARY KEY,
+  source_schema TEXT,
+  source_table TEXT NOT NULL,
+  match_schema BOOLEAN NOT NULL,
+  created_at TIMESTAMPTZ NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS "_cdc_columns" (
+  table_name TEXT NOT NULL,
+  column_name TEXT NOT NULL,
+  column_type TEXT NOT NULL,
+  pinned BOOLEAN NOT NULL,
+  ordinal INTEGER NOT NULL,
+  updated_at TIMESTAMPTZ NOT NULL,
+  PRIMARY KEY (table_name, column_name)
+);
+
+CREATE TABLE IF NOT EXISTS "Weird ""Name""" (
+  "_cdc_record_id" TEXT PRIMARY KEY,
+  "_cdc_commit_order" TEXT COLLATE "C" NOT NULL,
+  "_cdc_commit_timestamp" TIMESTAMPTZ,
+  "_cdc_op" TEXT NOT NULL,
+  "a/b" TEXT,
+  "it's" DATE,
+  "record_id" TEXT,
+  "x~y" TIMESTAMPTZ
+);
+
+CREATE OR REPLACE VIEW "Weird ""Name""_current" AS
+SELECT record_id, event_data, commit_timestamp,
+  (event_data ->> 'a/b') AS "a/b",
+  CAST((event_data ->> 'it''s') AS DATE) AS "it's",
+  CAST((event_data ->> 'x~y') AS TIMESTAMPTZ) AS "x~y"
+FROM (
+  SELECT record_id, operation, event_data, commit_timestamp,
+    ROW_NUMBER() OVER (PARTITION BY record_id ORDER BY commit_order DESC, stream_order DESC, event_id DESC) AS rn
+  FROM "cdc_events"
+  WHERE source_table = 'weird' AND source_schema = 'sales''s'
+) latest
+WHERE rn = 1 AND operation <> 'd';
+
+INSERT INTO "_cdc_tables" (table_name, source_schema, source_table, match_schema, created_at) VALUES ('Weird "Name"', 'sales''s', 'weird', true, CURRENT_TIMESTAMP) ON CONFLICT DO NOTHING;
+
+INSERT INTO "_cdc_columns" (table_name, column_name, column_type, pinned, ordinal, updated_at) VALUES
+  ('Weird "Name"', 'a/b', 'VARCHAR', true, 0, CURRENT_TIMESTAMP),
+  ('Weird "Name"', 'it''s', 'DATE', true, 1, CURRENT_TIMESTAMP),
+  ('Weird "Name"', 'record_id', 'VARCHAR', true, 2, CURRENT_TIMESTAMP),
+  ('Weird "Name"', 'x~y', 'TIMESTAMPTZ', true, 3, CURRENT_TIMESTAMP)
+ON CONFLICT DO NOTHING;
