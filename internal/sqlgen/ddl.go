@@ -47,8 +47,12 @@ func DDL(dialect string, tables []TableSpec) (string, error) {
 		if src == "" {
 			src = ts.Name
 		}
+		create := CreateMergedTable(d, ts.Name, cols, ts.SoftDelete)
+		if untyped := untypedKeys(ts); len(untyped) > 0 {
+			create = fmt.Sprintf("-- Key column(s) %s have no type under tables.%s.columns: the sink adds them\n-- with an inferred type when their first value arrives.\n", strings.Join(untyped, ", "), ts.Name) + create
+		}
 		stmts = append(stmts,
-			CreateMergedTable(d, ts.Name, cols, ts.SoftDelete),
+			create,
 			CreateView(d, View{Table: ts.Name, SourceTable: src, SourceSchema: ts.Schema, MatchSchema: ts.Schema != "", Columns: cols}))
 		stmts = append(stmts, registryInserts(ts.Name, ts.Schema, src, cols)...)
 	}
@@ -76,6 +80,17 @@ func registryInserts(table, schema, source string, cols []Column) []string {
 		QuoteIdent(ColumnsTable), strings.Join(ColumnRegistryColumns, ", "), strings.Join(rows, ",\n  ")))
 }
 
+// untypedKeys lists the key columns a spec gives no type.
+func untypedKeys(ts TableSpec) []string {
+	var out []string
+	for _, k := range ts.Key {
+		if _, ok := ts.Columns[k]; !ok {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
 // specColumns orders a spec's columns: key columns first, then by name.
 func specColumns(d Dialect, ts TableSpec) ([]Column, error) {
 	names := make([]string, 0, len(ts.Columns))
@@ -87,7 +102,7 @@ func specColumns(d Dialect, ts TableSpec) ([]Column, error) {
 	order := make([]string, 0, len(names))
 	for _, k := range ts.Key {
 		if _, ok := ts.Columns[k]; !ok {
-			return nil, fmt.Errorf("key column %q has no type in columns", k)
+			continue // typed by inference when the first value arrives
 		}
 		isKey[k] = true
 		order = append(order, k)

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Runs every test cdcflow has: installs what the tests need, vets, runs the
+# unit and integration tests with the race detector, then smoke-runs every
+# fuzz target. Safe to run again; CI runs exactly this (see .ci/run).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+FUZZTIME=${FUZZTIME:-10s}
+
+need_apt=()
+command -v gcc >/dev/null || need_apt+=(gcc libc6-dev)    # cgo, for DuckDB
+if ((${#need_apt[@]})); then
+	echo "== installing ${need_apt[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+export CGO_ENABLED=1
+echo "== go vet"
+go vet ./...
+
+echo "== go test -race"
+go test -race -count=1 -timeout 20m ./...
+
+echo "== fuzz smoke ($FUZZTIME per target)"
+for pkg in $(go list ./... ); do
+	dir=$(go list -f '{{.Dir}}' "$pkg")
+	for target in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go 2>/dev/null | sed 's/^func //' | sort -u); do
+		echo "-- $pkg $target"
+		go test -run='^$' -fuzz="^${target}\$" -fuzztime="$FUZZTIME" "$pkg" | tail -n 2
+	done
+done
+echo "== all tests passed"
