@@ -48,6 +48,7 @@ func (r *runner) bisect(evs []change.Event, dead []change.DeadLetter, cps []chan
 		return r.culprit(evs[0], err, cps)
 	}
 	r.sum.Bisects++
+	r.cfg.Metrics.Bisect()
 	n := len(evs) + len(dead)
 	r.log.Warn("sink rejects batch; bisecting", "items", n, "first", evs[0].Position.String(), "error", err)
 	le, ld, re, rd := split(evs, dead, n/2)
@@ -70,6 +71,7 @@ func (r *runner) applyRetry(b *change.Batch) error {
 			return err
 		}
 		r.sum.Retries++
+		r.cfg.Metrics.Retry()
 		r.log.Warn("apply failed; retrying", "attempt", attempt, "max_attempts", r.cfg.MaxAttempts,
 			"events", len(b.Events), "dead_letters", len(b.Dead), "error", err)
 		if err := r.sleep(attempt); err != nil {
@@ -91,6 +93,7 @@ func (r *runner) applyForever(b *change.Batch) error {
 			return err
 		}
 		r.sum.Retries++
+		r.cfg.Metrics.Retry()
 		r.log.Error("sink cannot store dead letters and checkpoints; retrying until it can",
 			"attempt", attempt, "dead_letters", len(b.Dead), "checkpoints", len(b.Checkpoints), "error", err)
 		if err := r.sleep(attempt); err != nil {
@@ -130,6 +133,7 @@ func (r *runner) culprit(ev change.Event, err error, cps []change.Checkpoint) er
 			return nil
 		}
 		r.sum.Retries++
+		r.cfg.Metrics.Retry()
 		r.log.Error("sink is down: an event and its dead letter both failed; retrying",
 			"position", ev.Position.String(), "round", round, "error", err, "dead_letter_error", stored)
 		if serr := r.sleep(round); serr != nil {
@@ -148,6 +152,7 @@ func (r *runner) culprit(ev change.Event, err error, cps []change.Checkpoint) er
 // applyOnce calls Apply once and records what it did. After the shutdown
 // deadline its error is fatal.
 func (r *runner) applyOnce(b *change.Batch) error {
+	start := time.Now()
 	res, err := r.cfg.Sink.Apply(r.applyCtx, b)
 	if err != nil {
 		if r.applyCtx.Err() != nil {
@@ -166,6 +171,8 @@ func (r *runner) applyOnce(b *change.Batch) error {
 	for i := range b.Dead {
 		r.sum.Dead[b.Dead[i].Reason]++
 	}
+	now := time.Now()
+	r.cfg.Metrics.BatchApplied(b, res, now.Sub(start), now)
 	return nil
 }
 

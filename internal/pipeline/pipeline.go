@@ -52,7 +52,44 @@ type Config struct {
 
 	Progress func(Progress) // called after every applied batch, from Run's goroutine
 	Logger   *slog.Logger   // nil means slog.Default()
+	Metrics  Observer       // nil means none; *metrics.Metrics implements it
 }
+
+// Observer is told what a run does, for metrics. Run calls it from its own
+// goroutine, never concurrently; its methods must not block and must not
+// retain the slices or batch they are given.
+//
+// Counts follow Summary: Decoded sees the events Summary.Events counts;
+// BatchApplied is called once per successful Apply (Summary.Batches), with
+// the batch as applied (after bisection, a piece of it) and every dead
+// letter it stored; Retry and Bisect match Summary.Retries and Bisects;
+// Skipped deltas add up to Summary.Skipped.
+type Observer interface {
+	// Decoded reports events decoded from the source that were not already
+	// stored by an earlier run.
+	Decoded(events []change.Event)
+	// BatchApplied reports one successful Apply of b, the sink's result, how
+	// long the call took, and when it returned.
+	BatchApplied(b *change.Batch, res change.ApplyResult, took time.Duration, now time.Time)
+	// Retry reports an Apply attempt that failed and will be retried.
+	Retry()
+	// Bisect reports a batch split to isolate an event the sink rejects.
+	Bisect()
+	// Skipped reports n more records deliberately skipped for reason.
+	Skipped(reason string, n int)
+	// Held reports the number of DSQL pieces now held for reassembly.
+	Held(n int64)
+}
+
+// noObserver is the Observer of a Config without one.
+type noObserver struct{}
+
+func (noObserver) Decoded([]change.Event)                                                   {}
+func (noObserver) BatchApplied(*change.Batch, change.ApplyResult, time.Duration, time.Time) {}
+func (noObserver) Retry()                                                                   {}
+func (noObserver) Bisect()                                                                  {}
+func (noObserver) Skipped(string, int)                                                      {}
+func (noObserver) Held(int64)                                                               {}
 
 // Progress is a snapshot of a run, reported after every batch.
 type Progress struct {
@@ -154,6 +191,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.Metrics == nil {
+		c.Metrics = noObserver{}
 	}
 	return nil
 }

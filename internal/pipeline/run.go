@@ -58,8 +58,9 @@ type runner struct {
 	acks     []*pendingAck
 	applyCtx context.Context // never cancelled by the run's ctx; bounded after it is
 
-	sum   Summary
-	start time.Time
+	sum     Summary
+	skipped map[string]int64 // decoder skips already reported to cfg.Metrics
+	start   time.Time
 }
 
 func newRunner(cfg Config) *runner {
@@ -72,6 +73,7 @@ func newRunner(cfg Config) *runner {
 		lastHeld: map[partKey]bool{},
 		touched:  map[partKey]bool{},
 		sum:      Summary{Dead: map[string]int64{}, Tables: map[string]int64{}},
+		skipped:  map[string]int64{},
 	}
 }
 
@@ -260,6 +262,7 @@ func (r *runner) loop(ctx context.Context, reads <-chan readResult) error {
 		case now := <-expire.C:
 			r.takeHeldOutput(func(out *decode.Output) { r.dec.Expire(now, out) }, wait)
 			r.releaseAcks()
+			r.observeDecoder(r.dec.Stats())
 		}
 	}
 }
@@ -349,6 +352,7 @@ func (r *runner) consume(res readResult, wait *time.Timer) error {
 func (r *runner) filterTail(ne, nd int) {
 	if len(r.stored) == 0 {
 		r.sum.Events += int64(len(r.out.Events) - ne)
+		r.cfg.Metrics.Decoded(r.out.Events[ne:])
 		return
 	}
 	kept := r.out.Events[:ne]
@@ -362,6 +366,7 @@ func (r *runner) filterTail(ne, nd int) {
 	clear(r.out.Events[len(kept):])
 	r.sum.Events += int64(len(kept) - ne)
 	r.out.Events = kept
+	r.cfg.Metrics.Decoded(kept[ne:])
 
 	keptD := r.out.Dead[:nd]
 	for _, d := range r.out.Dead[nd:] {
@@ -449,7 +454,9 @@ func (r *runner) flush() error {
 	clear(r.touched)
 	r.raws, r.bytes = 0, 0
 	r.releaseAcks()
-	r.progress()
+	st := r.dec.Stats()
+	r.observeDecoder(st)
+	r.progress(st)
 	return nil
 }
 
@@ -491,11 +498,22 @@ func (r *runner) holds(a *pendingAck) bool {
 	return false
 }
 
-func (r *runner) progress() {
+// observeDecoder reports the decoder's held pieces and the records it
+// skipped since the last call.
+func (r *runner) observeDecoder(st decode.Stats) {
+	r.cfg.Metrics.Held(st.Held)
+	for reason, n := range st.Skipped {
+		if d := n - r.skipped[reason]; d > 0 {
+			r.cfg.Metrics.Skipped(reason, int(d))
+			r.skipped[reason] = n
+		}
+	}
+}
+
+func (r *runner) progress(st decode.Stats) {
 	if r.cfg.Progress == nil {
 		return
 	}
-	st := r.dec.Stats()
 	r.cfg.Progress(Progress{
 		Records: r.sum.Records, Events: r.sum.Events, Dead: r.sum.DeadTotal(), Applied: r.sum.Applied,
 		Batches: r.sum.Batches, Held: st.Held, Elapsed: time.Since(r.start), Position: r.lastPos,
@@ -505,6 +523,7 @@ func (r *runner) progress() {
 func (r *runner) finish() Summary {
 	s := r.sum
 	st := r.dec.Stats()
+	r.observeDecoder(st)
 	s.Skipped = st.Skipped
 	if s.Skipped == nil {
 		s.Skipped = map[string]int64{}
