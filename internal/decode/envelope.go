@@ -98,8 +98,8 @@ func inner(r change.Raw, i int, data []byte) change.Raw {
 
 func unwrapRecords(r change.Raw, recs json.RawMessage) []envelopeItem {
 	var list []json.RawMessage
-	if err := json.Unmarshal(recs, &list); err != nil {
-		return []envelopeItem{{raw: r, err: change.Poisonf(change.ReasonInvalidEnvelope, "Records", "not an array of records: %v", err)}}
+	if err := json.Unmarshal(recs, &list); err != nil || list == nil {
+		return []envelopeItem{{raw: r, err: change.Poisonf(change.ReasonInvalidEnvelope, "Records", "not an array of records: %s", errOrNull(err))}}
 	}
 	items := make([]envelopeItem, 0, len(list))
 	for i, item := range list {
@@ -125,8 +125,8 @@ func unwrapRecords(r change.Raw, recs json.RawMessage) []envelopeItem {
 
 func unwrapMSK(r change.Raw, recs json.RawMessage) []envelopeItem {
 	var byPartition map[string][]mskRecord
-	if err := json.Unmarshal(recs, &byPartition); err != nil {
-		return []envelopeItem{{raw: r, err: change.Poisonf(change.ReasonInvalidEnvelope, "records", "not a map of topic-partition to records: %v", err)}}
+	if err := json.Unmarshal(recs, &byPartition); err != nil || byPartition == nil {
+		return []envelopeItem{{raw: r, err: change.Poisonf(change.ReasonInvalidEnvelope, "records", "not a map of topic-partition to records: %s", errOrNull(err))}}
 	}
 	names := make([]string, 0, len(byPartition))
 	for name := range byPartition {
@@ -169,4 +169,13 @@ func decodeB64(raw change.Raw, s *string, field string) envelopeItem {
 	}
 	raw.Data = data
 	return envelopeItem{raw: raw}
+}
+
+// errOrNull describes why a records member is unusable: its decoding error,
+// or null.
+func errOrNull(err error) string {
+	if err != nil {
+		return err.Error()
+	}
+	return "it is null"
 }

@@ -11,14 +11,19 @@ import (
 )
 
 // Detect reports cheaply whether data looks like an AWS DMS record: a JSON
-// object with a "metadata" member that carries a "record-type". It does not
-// validate the record; Decode does.
+// object whose top-level "metadata" member is an object that carries a
+// "record-type". Only top-level members decide: a row of another format may
+// hold anything in its columns. It does not validate the record; Decode does.
 func Detect(data []byte) bool {
 	i := skipWS(data, 0)
 	if i >= len(data) || data[i] != '{' {
 		return false
 	}
-	return bytes.Contains(data, []byte(`"metadata"`)) && bytes.Contains(data, []byte(`"record-type"`))
+	if !bytes.Contains(data, []byte(`"metadata"`)) || !bytes.Contains(data, []byte(`"record-type"`)) {
+		return false // the cheap test first: most records of other formats stop here
+	}
+	meta, ok := lookup(data[i:], "metadata")
+	return ok && len(meta) > 0 && meta[0] == '{' && bytes.Contains(meta, []byte(`"record-type"`))
 }
 
 // record holds the spans of one DMS record's members, as written.

@@ -10,16 +10,30 @@ import (
 )
 
 // Detect reports cheaply whether data looks like a DynamoDB stream record in
-// either shape: a JSON object with an eventName, a dynamodb member and the
-// event source "aws:dynamodb". It does not validate the record; Decode does.
+// either shape: a JSON object with top-level members eventName, dynamodb (an
+// object) and eventSource "aws:dynamodb". Only top-level members decide: a
+// row of another format may hold a stream record in a column. It does not
+// validate the record; Decode does.
 func Detect(data []byte) bool {
 	i := skipWS(data, 0)
 	if i >= len(data) || data[i] != '{' {
 		return false
 	}
-	return bytes.Contains(data, []byte(`"aws:dynamodb"`)) &&
-		bytes.Contains(data, []byte(`"dynamodb"`)) &&
-		bytes.Contains(data, []byte(`"eventName"`))
+	if !bytes.Contains(data, []byte(`"aws:dynamodb"`)) || !bytes.Contains(data, []byte(`"eventName"`)) {
+		return false // the cheap test first: most records of other formats stop here
+	}
+	var name, ddb, src bool
+	for m := newMembers(data[i:]); m.next(); {
+		switch string(m.name()) {
+		case "eventName":
+			name = true
+		case "dynamodb":
+			ddb = len(m.val) > 0 && m.val[0] == '{'
+		case "eventSource":
+			src = string(m.val) == `"aws:dynamodb"`
+		}
+	}
+	return name && ddb && src
 }
 
 // streamRecord holds the spans of the members Decode reads, as written.

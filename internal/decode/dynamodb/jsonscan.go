@@ -96,7 +96,10 @@ func (m *members) next() bool {
 	end := skipString(m.b, i)
 	m.qkey = m.b[i:end:end]
 	i = skipWS(m.b, end)
-	i = skipWS(m.b, i+1) // past ':'
+	if i >= len(m.b) || m.b[i] != ':' {
+		return false // not valid JSON: stop rather than slice out of bounds
+	}
+	i = skipWS(m.b, i+1)
 	end = skipValue(m.b, i)
 	m.val = m.b[i:end:end]
 	m.i = end
