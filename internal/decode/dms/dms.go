@@ -7,26 +7,28 @@ import (
 	"math"
 	"time"
 
+	"github.com/cdcflow/cdcflow/internal/decode/jsonscan"
+
 	"github.com/cdcflow/cdcflow/internal/change"
 )
 
 // Detect reports cheaply whether data looks like an AWS DMS record: a JSON
 // object whose top-level "metadata" member is an object that carries a
-// "record-type". Only top-level members decide: a row of another format may
+// "record-type". Only top-level jsonscan.Members decide: a row of another format may
 // hold anything in its columns. It does not validate the record; Decode does.
 func Detect(data []byte) bool {
-	i := skipWS(data, 0)
+	i := jsonscan.SkipWS(data, 0)
 	if i >= len(data) || data[i] != '{' {
 		return false
 	}
 	if !bytes.Contains(data, []byte(`"metadata"`)) || !bytes.Contains(data, []byte(`"record-type"`)) {
 		return false // the cheap test first: most records of other formats stop here
 	}
-	meta, ok := lookup(data[i:], "metadata")
+	meta, ok := jsonscan.Lookup(data[i:], "metadata")
 	return ok && len(meta) > 0 && meta[0] == '{' && bytes.Contains(meta, []byte(`"record-type"`))
 }
 
-// record holds the spans of one DMS record's members, as written.
+// record holds the spans of one DMS record's jsonscan.Members, as written.
 type record struct {
 	data, meta, before []byte
 	hasBefore          bool
@@ -42,24 +44,24 @@ func Decode(dst []change.Event, r change.Raw, keys *change.Keys) ([]change.Event
 	if !json.Valid(data) {
 		return dst, change.Poisonf(change.ReasonInvalidJSON, "", "record is not valid JSON")
 	}
-	start := skipWS(data, 0)
+	start := jsonscan.SkipWS(data, 0)
 	if data[start] != '{' {
-		return dst, change.Poisonf(change.ReasonUnknownFormat, "", "record is %s, not a DMS JSON object", kind(data[start:]))
+		return dst, change.Poisonf(change.ReasonUnknownFormat, "", "record is %s, not a DMS JSON object", jsonscan.Kind(data[start:]))
 	}
 	var rec record
-	m := newMembers(data[start:])
-	for m.next() {
-		switch string(m.name()) {
+	m := jsonscan.NewMembers(data[start:])
+	for m.Next() {
+		switch string(m.Name()) {
 		case "data":
-			rec.data = m.val
+			rec.data = m.Val
 		case "metadata":
-			rec.meta = m.val
+			rec.meta = m.Val
 		case "before-image":
-			rec.before, rec.hasBefore = m.val, true
+			rec.before, rec.hasBefore = m.Val, true
 		}
 	}
 	if len(rec.meta) == 0 || rec.meta[0] != '{' {
-		return dst, change.Poisonf(change.ReasonUnknownFormat, "metadata", "a DMS record needs a metadata object, found %s", kind(rec.meta))
+		return dst, change.Poisonf(change.ReasonUnknownFormat, "metadata", "a DMS record needs a metadata object, found %s", jsonscan.Kind(rec.meta))
 	}
 
 	var md metadata
@@ -70,16 +72,16 @@ func Decode(dst []change.Event, r change.Raw, keys *change.Keys) ([]change.Event
 		return dst, &change.Skip{Reason: change.SkipControl}
 	}
 
-	if isNull(rec.data) {
+	if jsonscan.IsNull(rec.data) {
 		return dst, change.Poisonf(change.ReasonMissingImage, "data", "a DMS %s record needs the row in data", md.operation)
 	}
 	if rec.data[0] != '{' {
-		return dst, change.Poisonf(change.ReasonInvalidValue, "data", "data must be an object, found %s", kind(rec.data))
+		return dst, change.Poisonf(change.ReasonInvalidValue, "data", "data must be an object, found %s", jsonscan.Kind(rec.data))
 	}
 	var before []byte
-	if rec.hasBefore && !isNull(rec.before) {
+	if rec.hasBefore && !jsonscan.IsNull(rec.before) {
 		if rec.before[0] != '{' {
-			return dst, change.Poisonf(change.ReasonInvalidValue, "before-image", "before-image must be an object, found %s", kind(rec.before))
+			return dst, change.Poisonf(change.ReasonInvalidValue, "before-image", "before-image must be an object, found %s", jsonscan.Kind(rec.before))
 		}
 		before = rec.before
 	}
@@ -122,7 +124,7 @@ func recordID(cols []string, row []byte, table string) (string, error) {
 	var buf [4]json.RawMessage
 	vals := buf[:0]
 	for _, c := range cols {
-		v, _ := lookup(row, c)
+		v, _ := jsonscan.Lookup(row, c)
 		vals = append(vals, v)
 	}
 	id, err := change.RecordID(cols, vals)
@@ -165,31 +167,31 @@ func (md *metadata) qualified() string {
 func (md *metadata) parse(meta []byte) error {
 	var recordType, operation, schema, table, ts, txID []byte
 	var haveRT, haveOp, haveTS bool
-	m := newMembers(meta)
-	for m.next() {
-		switch string(m.name()) {
+	m := jsonscan.NewMembers(meta)
+	for m.Next() {
+		switch string(m.Name()) {
 		case "record-type":
-			recordType, haveRT = m.val, true
+			recordType, haveRT = m.Val, true
 		case "operation":
-			operation, haveOp = m.val, true
+			operation, haveOp = m.Val, true
 		case "schema-name":
-			schema = m.val
+			schema = m.Val
 		case "table-name":
-			table = m.val
+			table = m.Val
 		case "timestamp":
-			ts, haveTS = m.val, true
+			ts, haveTS = m.Val, true
 		case "transaction-id":
-			txID = m.val
+			txID = m.Val
 		}
 	}
 
-	if !haveRT || isNull(recordType) {
+	if !haveRT || jsonscan.IsNull(recordType) {
 		return change.Poisonf(change.ReasonMissingOp, "metadata.record-type", "metadata.record-type is missing")
 	}
 	if recordType[0] != '"' {
-		return change.Poisonf(change.ReasonInvalidValue, "metadata.record-type", "record-type must be a string, found %s", kind(recordType))
+		return change.Poisonf(change.ReasonInvalidValue, "metadata.record-type", "record-type must be a string, found %s", jsonscan.Kind(recordType))
 	}
-	switch rt := stringContent(recordType); string(rt) {
+	switch rt := jsonscan.StringContent(recordType); string(rt) {
 	case "control":
 		md.control = true
 		return nil
@@ -198,13 +200,13 @@ func (md *metadata) parse(meta []byte) error {
 		return change.Poisonf(change.ReasonInvalidOp, "metadata.record-type", "unknown record-type %q (want data or control)", rt)
 	}
 
-	if !haveOp || isNull(operation) {
+	if !haveOp || jsonscan.IsNull(operation) {
 		return change.Poisonf(change.ReasonMissingOp, "metadata.operation", "metadata.operation is missing")
 	}
 	if operation[0] != '"' {
-		return change.Poisonf(change.ReasonInvalidValue, "metadata.operation", "operation must be a string, found %s", kind(operation))
+		return change.Poisonf(change.ReasonInvalidValue, "metadata.operation", "operation must be a string, found %s", jsonscan.Kind(operation))
 	}
-	opText := stringContent(operation)
+	opText := jsonscan.StringContent(operation)
 	switch string(opText) {
 	case "insert":
 		md.op, md.operation = change.Insert, "insert"
@@ -218,42 +220,42 @@ func (md *metadata) parse(meta []byte) error {
 		return change.Poisonf(change.ReasonInvalidOp, "metadata.operation", "unknown operation %q for a data record (want insert, update, delete or load)", opText)
 	}
 
-	if isNull(table) {
+	if jsonscan.IsNull(table) {
 		return change.Poisonf(change.ReasonMissingTable, "metadata.table-name", "metadata.table-name is missing")
 	}
 	if table[0] != '"' {
-		return change.Poisonf(change.ReasonInvalidValue, "metadata.table-name", "table-name must be a string, found %s", kind(table))
+		return change.Poisonf(change.ReasonInvalidValue, "metadata.table-name", "table-name must be a string, found %s", jsonscan.Kind(table))
 	}
-	if md.table = string(stringContent(table)); md.table == "" {
+	if md.table = string(jsonscan.StringContent(table)); md.table == "" {
 		return change.Poisonf(change.ReasonMissingTable, "metadata.table-name", "metadata.table-name is empty")
 	}
-	if !isNull(schema) {
+	if !jsonscan.IsNull(schema) {
 		if schema[0] != '"' {
-			return change.Poisonf(change.ReasonInvalidValue, "metadata.schema-name", "schema-name must be a string, found %s", kind(schema))
+			return change.Poisonf(change.ReasonInvalidValue, "metadata.schema-name", "schema-name must be a string, found %s", jsonscan.Kind(schema))
 		}
-		md.schema = string(stringContent(schema))
+		md.schema = string(jsonscan.StringContent(schema))
 	}
 
-	if !haveTS || isNull(ts) {
+	if !haveTS || jsonscan.IsNull(ts) {
 		return change.Poisonf(change.ReasonMissingTime, "metadata.timestamp", "metadata.timestamp is missing")
 	}
 	if ts[0] != '"' {
-		return change.Poisonf(change.ReasonInvalidValue, "metadata.timestamp", "timestamp must be an RFC 3339 string, found %s", kind(ts))
+		return change.Poisonf(change.ReasonInvalidValue, "metadata.timestamp", "timestamp must be an RFC 3339 string, found %s", jsonscan.Kind(ts))
 	}
-	ns, err := parseTimestamp(stringContent(ts))
+	ns, err := parseTimestamp(jsonscan.StringContent(ts))
 	if err != nil {
 		return change.Poisonf(change.ReasonInvalidValue, "metadata.timestamp", "%v", err)
 	}
 	md.commitNS = ns
 
 	switch {
-	case isNull(txID):
+	case jsonscan.IsNull(txID):
 	case txID[0] == '"':
-		md.txID = string(stringContent(txID))
+		md.txID = string(jsonscan.StringContent(txID))
 	case txID[0] == '-' || (txID[0] >= '0' && txID[0] <= '9'):
 		md.txID = string(txID)
 	default:
-		return change.Poisonf(change.ReasonInvalidValue, "metadata.transaction-id", "transaction-id must be a number or a string, found %s", kind(txID))
+		return change.Poisonf(change.ReasonInvalidValue, "metadata.transaction-id", "transaction-id must be a number or a string, found %s", jsonscan.Kind(txID))
 	}
 	return nil
 }

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strconv"
 
+	"github.com/cdcflow/cdcflow/internal/decode/jsonscan"
+
 	"github.com/cdcflow/cdcflow/internal/change"
 )
 
@@ -32,21 +34,21 @@ func within(err error, seg string) error {
 // attribute names to typed attribute values) to dst.
 func appendItem(dst, obj []byte, depth int) ([]byte, error) {
 	if len(obj) == 0 || obj[0] != '{' {
-		return dst, attrPoison("an item must be an object of attributes, found %s", kind(obj))
+		return dst, attrPoison("an item must be an object of attributes, found %s", jsonscan.Kind(obj))
 	}
 	dst = append(dst, '{')
-	m := newMembers(obj)
+	m := jsonscan.NewMembers(obj)
 	first := true
-	for m.next() {
+	for m.Next() {
 		if !first {
 			dst = append(dst, ',')
 		}
 		first = false
-		dst = append(dst, m.qkey...)
+		dst = append(dst, m.QKey...)
 		dst = append(dst, ':')
 		var err error
-		if dst, err = appendAttr(dst, m.val, depth); err != nil {
-			return dst, within(err, "."+string(m.name()))
+		if dst, err = appendAttr(dst, m.Val, depth); err != nil {
+			return dst, within(err, "."+string(m.Name()))
 		}
 	}
 	return append(dst, '}'), nil
@@ -56,27 +58,27 @@ func appendItem(dst, obj []byte, depth int) ([]byte, error) {
 // {"N":"42"} to dst.
 func appendAttr(dst, v []byte, depth int) ([]byte, error) {
 	if len(v) == 0 || v[0] != '{' {
-		return dst, attrPoison(`an attribute value must be an object such as {"S":"text"}, found %s`, kind(v))
+		return dst, attrPoison(`an attribute value must be an object such as {"S":"text"}, found %s`, jsonscan.Kind(v))
 	}
-	m := newMembers(v)
-	if !m.next() {
+	m := jsonscan.NewMembers(v)
+	if !m.Next() {
 		return dst, attrPoison("attribute value has no type descriptor")
 	}
-	typ, val := m.name(), m.val
-	if m.next() {
-		return dst, attrPoison("attribute value has more than one type descriptor (%s and %s)", typ, m.name())
+	typ, val := m.Name(), m.Val
+	if m.Next() {
+		return dst, attrPoison("attribute value has more than one type descriptor (%s and %s)", typ, m.Name())
 	}
 	switch string(typ) {
 	case "S", "B":
 		if val[0] != '"' {
-			return dst, attrPoison("%s value must be a string, found %s", typ, kind(val))
+			return dst, attrPoison("%s value must be a string, found %s", typ, jsonscan.Kind(val))
 		}
 		return append(dst, val...), nil
 	case "N":
 		return appendNumber(dst, val)
 	case "BOOL":
 		if val[0] != 't' && val[0] != 'f' {
-			return dst, attrPoison("BOOL value must be true or false, found %s", kind(val))
+			return dst, attrPoison("BOOL value must be true or false, found %s", jsonscan.Kind(val))
 		}
 		return append(dst, val...), nil
 	case "NULL":
@@ -105,7 +107,7 @@ func appendAttr(dst, v []byte, depth int) ([]byte, error) {
 // appendList appends a JSON array whose elements elem converts.
 func appendList(dst, arr []byte, depth int, elem func(dst, v []byte, depth int) ([]byte, error)) ([]byte, error) {
 	if arr[0] != '[' {
-		return dst, attrPoison("list or set value must be an array, found %s", kind(arr))
+		return dst, attrPoison("list or set value must be an array, found %s", jsonscan.Kind(arr))
 	}
 	dst = append(dst, '[')
 	e := newElements(arr)
@@ -123,7 +125,7 @@ func appendList(dst, arr []byte, depth int, elem func(dst, v []byte, depth int) 
 
 func appendString(dst, v []byte, _ int) ([]byte, error) {
 	if v[0] != '"' {
-		return dst, attrPoison("set element must be a string, found %s", kind(v))
+		return dst, attrPoison("set element must be a string, found %s", jsonscan.Kind(v))
 	}
 	return append(dst, v...), nil
 }
@@ -132,9 +134,9 @@ func appendString(dst, v []byte, _ int) ([]byte, error) {
 // elements: "-12.50", "1E+3") as a JSON number literal, exactly as written.
 func appendNumber(dst, v []byte) ([]byte, error) {
 	if v[0] != '"' {
-		return dst, attrPoison("number value must be a string of digits, found %s", kind(v))
+		return dst, attrPoison("number value must be a string of digits, found %s", jsonscan.Kind(v))
 	}
-	n := stringContent(v)
+	n := jsonscan.StringContent(v)
 	if !validNumber(n) {
 		return dst, attrPoison("number value %s is not a decimal number", v)
 	}
@@ -194,14 +196,14 @@ type elements struct {
 func newElements(arr []byte) elements { return elements{b: arr, i: 1} }
 
 func (e *elements) next() bool {
-	i := skipWS(e.b, e.i)
+	i := jsonscan.SkipWS(e.b, e.i)
 	if i < len(e.b) && e.b[i] == ',' {
-		i = skipWS(e.b, i+1)
+		i = jsonscan.SkipWS(e.b, i+1)
 	}
 	if i >= len(e.b) || e.b[i] == ']' {
 		return false
 	}
-	end := skipValue(e.b, i)
+	end := jsonscan.SkipValue(e.b, i)
 	e.val = e.b[i:end:end]
 	e.i = end
 	return true

@@ -6,16 +6,18 @@ import (
 	"errors"
 	"strings"
 
+	"github.com/cdcflow/cdcflow/internal/decode/jsonscan"
+
 	"github.com/cdcflow/cdcflow/internal/change"
 )
 
 // Detect reports cheaply whether data looks like a DynamoDB stream record in
-// either shape: a JSON object with top-level members eventName, dynamodb (an
-// object) and eventSource "aws:dynamodb". Only top-level members decide: a
+// either shape: a JSON object with top-level jsonscan.Members eventName, dynamodb (an
+// object) and eventSource "aws:dynamodb". Only top-level jsonscan.Members decide: a
 // row of another format may hold a stream record in a column. It does not
 // validate the record; Decode does.
 func Detect(data []byte) bool {
-	i := skipWS(data, 0)
+	i := jsonscan.SkipWS(data, 0)
 	if i >= len(data) || data[i] != '{' {
 		return false
 	}
@@ -23,20 +25,20 @@ func Detect(data []byte) bool {
 		return false // the cheap test first: most records of other formats stop here
 	}
 	var name, ddb, src bool
-	for m := newMembers(data[i:]); m.next(); {
-		switch string(m.name()) {
+	for m := jsonscan.NewMembers(data[i:]); m.Next(); {
+		switch string(m.Name()) {
 		case "eventName":
 			name = true
 		case "dynamodb":
-			ddb = len(m.val) > 0 && m.val[0] == '{'
+			ddb = len(m.Val) > 0 && m.Val[0] == '{'
 		case "eventSource":
-			src = string(m.val) == `"aws:dynamodb"`
+			src = string(m.Val) == `"aws:dynamodb"`
 		}
 	}
 	return name && ddb && src
 }
 
-// streamRecord holds the spans of the members Decode reads, as written.
+// streamRecord holds the spans of the jsonscan.Members Decode reads, as written.
 type streamRecord struct {
 	eventName, eventSource, arn, tableName, ddb []byte
 	haveName                                    bool
@@ -57,14 +59,14 @@ func Decode(dst []change.Event, r change.Raw, keys *change.Keys) ([]change.Event
 	if !json.Valid(data) {
 		return dst, change.Poisonf(change.ReasonInvalidJSON, "", "record is not valid JSON")
 	}
-	start := skipWS(data, 0)
+	start := jsonscan.SkipWS(data, 0)
 	if data[start] != '{' {
-		return dst, change.Poisonf(change.ReasonUnknownFormat, "", "record is %s, not a DynamoDB stream record object", kind(data[start:]))
+		return dst, change.Poisonf(change.ReasonUnknownFormat, "", "record is %s, not a DynamoDB stream record object", jsonscan.Kind(data[start:]))
 	}
 	var rec streamRecord
 	rec.read(data[start:])
 
-	if !isNull(rec.eventSource) {
+	if !jsonscan.IsNull(rec.eventSource) {
 		if src := stringValue(rec.eventSource); src != "aws:dynamodb" {
 			return dst, change.Poisonf(change.ReasonUnknownFormat, "eventSource", "eventSource is %s, not \"aws:dynamodb\"", rec.eventSource)
 		}
@@ -78,10 +80,10 @@ func Decode(dst []change.Event, r change.Raw, keys *change.Keys) ([]change.Event
 		return dst, err
 	}
 	if len(rec.ddb) == 0 || rec.ddb[0] != '{' {
-		if isNull(rec.ddb) {
+		if jsonscan.IsNull(rec.ddb) {
 			return dst, change.Poisonf(change.ReasonMissingImage, "dynamodb", "record has no dynamodb object")
 		}
-		return dst, change.Poisonf(change.ReasonInvalidValue, "dynamodb", "dynamodb must be an object, found %s", kind(rec.ddb))
+		return dst, change.Poisonf(change.ReasonInvalidValue, "dynamodb", "dynamodb must be an object, found %s", jsonscan.Kind(rec.ddb))
 	}
 	rec.readStream(rec.ddb)
 
@@ -133,66 +135,66 @@ func Decode(dst []change.Event, r change.Raw, keys *change.Keys) ([]change.Event
 	return append(dst, ev), nil
 }
 
-// read takes the top-level members of a stream record.
+// read takes the top-level jsonscan.Members of a stream record.
 func (rec *streamRecord) read(obj []byte) {
-	m := newMembers(obj)
-	for m.next() {
-		switch string(m.name()) {
+	m := jsonscan.NewMembers(obj)
+	for m.Next() {
+		switch string(m.Name()) {
 		case "eventName":
-			rec.eventName, rec.haveName = m.val, true
+			rec.eventName, rec.haveName = m.Val, true
 		case "eventSource":
-			rec.eventSource = m.val
+			rec.eventSource = m.Val
 		case "eventSourceARN":
-			rec.arn = m.val
+			rec.arn = m.Val
 		case "tableName":
-			rec.tableName = m.val
+			rec.tableName = m.Val
 		case "dynamodb":
-			rec.ddb = m.val
+			rec.ddb = m.Val
 		}
 	}
 }
 
-// readStream takes the members of the dynamodb object.
+// readStream takes the jsonscan.Members of the dynamodb object.
 func (rec *streamRecord) readStream(obj []byte) {
-	m := newMembers(obj)
-	for m.next() {
-		switch string(m.name()) {
+	m := jsonscan.NewMembers(obj)
+	for m.Next() {
+		switch string(m.Name()) {
 		case "ApproximateCreationDateTime":
-			rec.created, rec.haveCreated = m.val, true
+			rec.created, rec.haveCreated = m.Val, true
 		case "ApproximateCreationDateTimePrecision":
-			rec.precision = m.val
+			rec.precision = m.Val
 		case "Keys":
-			rec.keys = m.val
+			rec.keys = m.Val
 		case "NewImage":
-			rec.newImage = m.val
+			rec.newImage = m.Val
 		case "OldImage":
-			rec.oldImage = m.val
+			rec.oldImage = m.Val
 		case "SequenceNumber":
-			rec.seq = m.val
+			rec.seq = m.Val
 		case "StreamViewType":
-			rec.viewType = m.val
+			rec.viewType = m.Val
 		}
 	}
 	// A null image is an absent image.
-	if isNull(rec.newImage) {
+	if jsonscan.IsNull(rec.newImage) {
 		rec.newImage = nil
 	}
-	if isNull(rec.oldImage) {
+	if jsonscan.IsNull(rec.oldImage) {
 		rec.oldImage = nil
 	}
-	if isNull(rec.keys) {
+	if jsonscan.IsNull(rec.keys) {
 		rec.keys = nil
 	}
 }
 
 func (rec *streamRecord) op() (change.Op, error) {
-	if !rec.haveName || isNull(rec.eventName) {
+	if !rec.haveName || jsonscan.IsNull(rec.eventName) {
 		return "", change.Poisonf(change.ReasonMissingOp, "eventName", "eventName is missing")
 	}
 	if rec.eventName[0] != '"' {
-		return "", change.Poisonf(change.ReasonInvalidOp, "eventName", "eventName must be a string, found %s", kind(rec.eventName))
+		return "", change.Poisonf(change.ReasonInvalidOp, "eventName", "eventName must be a string, found %s", jsonscan.Kind(rec.eventName))
 	}
-	switch name := stringContent(rec.eventName); string(name) {
+	switch name := jsonscan.StringContent(rec.eventName); string(name) {
 	case "INSERT":
 		return change.Insert, nil
 	case "MODIFY":
@@ -207,24 +209,24 @@ func (rec *streamRecord) op() (change.Op, error) {
 // table returns the table name: tableName (Kinesis shape) or the name inside
 // eventSourceARN (Lambda shape).
 func (rec *streamRecord) table() (string, error) {
-	if !isNull(rec.tableName) {
+	if !jsonscan.IsNull(rec.tableName) {
 		if rec.tableName[0] != '"' {
-			return "", change.Poisonf(change.ReasonInvalidValue, "tableName", "tableName must be a string, found %s", kind(rec.tableName))
+			return "", change.Poisonf(change.ReasonInvalidValue, "tableName", "tableName must be a string, found %s", jsonscan.Kind(rec.tableName))
 		}
-		if t := string(stringContent(rec.tableName)); t != "" {
+		if t := string(jsonscan.StringContent(rec.tableName)); t != "" {
 			return t, nil
 		}
-		if isNull(rec.arn) {
+		if jsonscan.IsNull(rec.arn) {
 			return "", change.Poisonf(change.ReasonMissingTable, "tableName", "tableName is empty")
 		}
 	}
-	if isNull(rec.arn) {
+	if jsonscan.IsNull(rec.arn) {
 		return "", change.Poisonf(change.ReasonMissingTable, "eventSourceARN", "record has neither eventSourceARN nor tableName")
 	}
 	if rec.arn[0] != '"' {
-		return "", change.Poisonf(change.ReasonInvalidValue, "eventSourceARN", "eventSourceARN must be a string, found %s", kind(rec.arn))
+		return "", change.Poisonf(change.ReasonInvalidValue, "eventSourceARN", "eventSourceARN must be a string, found %s", jsonscan.Kind(rec.arn))
 	}
-	arn := string(stringContent(rec.arn))
+	arn := string(jsonscan.StringContent(rec.arn))
 	t, ok := tableFromARN(arn)
 	if !ok {
 		return "", change.Poisonf(change.ReasonMissingTable, "eventSourceARN", "no table name in eventSourceARN %q (want arn:aws:dynamodb:REGION:ACCOUNT:table/NAME/stream/LABEL)", arn)
@@ -262,14 +264,14 @@ func tableFromARN(arn string) (string, bool) {
 // which predates the precision field with millisecond values.
 func (rec *streamRecord) commitNS() (int64, error) {
 	const field = "dynamodb.ApproximateCreationDateTime"
-	if !rec.haveCreated || isNull(rec.created) {
+	if !rec.haveCreated || jsonscan.IsNull(rec.created) {
 		return 0, change.Poisonf(change.ReasonMissingTime, field, "ApproximateCreationDateTime is missing")
 	}
 	shift, unit := 9, "seconds" // decimal digits from the unit to nanoseconds
-	if isNull(rec.arn) && !isNull(rec.tableName) {
+	if jsonscan.IsNull(rec.arn) && !jsonscan.IsNull(rec.tableName) {
 		shift, unit = 6, "milliseconds"
 	}
-	if !isNull(rec.precision) {
+	if !jsonscan.IsNull(rec.precision) {
 		switch p := stringValue(rec.precision); p {
 		case "MILLISECOND":
 			shift, unit = 6, "milliseconds"
@@ -288,23 +290,23 @@ func (rec *streamRecord) commitNS() (int64, error) {
 		}
 		return ns, nil
 	case c == '"':
-		ns, err := parseTime(stringContent(rec.created))
+		ns, err := parseTime(jsonscan.StringContent(rec.created))
 		if err != nil {
 			return 0, change.Poisonf(change.ReasonInvalidValue, field, "%v", err)
 		}
 		return ns, nil
 	}
-	return 0, change.Poisonf(change.ReasonInvalidValue, field, "ApproximateCreationDateTime must be a number, found %s", kind(rec.created))
+	return 0, change.Poisonf(change.ReasonInvalidValue, field, "ApproximateCreationDateTime must be a number, found %s", jsonscan.Kind(rec.created))
 }
 
 // sequence returns SortableDecimal(SequenceNumber), or "" without one.
 func (rec *streamRecord) sequence() (string, error) {
-	if isNull(rec.seq) {
+	if jsonscan.IsNull(rec.seq) {
 		return "", nil
 	}
 	digits := rec.seq
 	if digits[0] == '"' {
-		digits = stringContent(digits)
+		digits = jsonscan.StringContent(digits)
 	}
 	if len(digits) > 0 && isDigit(digits[0]) {
 		if s, ok := change.SortableDecimal(string(digits)); ok {
@@ -321,7 +323,7 @@ func (rec *streamRecord) checkImages(op change.Op) error {
 		field string
 	}{{rec.newImage, "dynamodb.NewImage"}, {rec.oldImage, "dynamodb.OldImage"}, {rec.keys, "dynamodb.Keys"}} {
 		if img.v != nil && img.v[0] != '{' {
-			return change.Poisonf(change.ReasonInvalidValue, img.field, "must be an object of attributes, found %s", kind(img.v))
+			return change.Poisonf(change.ReasonInvalidValue, img.field, "must be an object of attributes, found %s", jsonscan.Kind(img.v))
 		}
 	}
 	if rec.keys == nil {
@@ -329,7 +331,7 @@ func (rec *streamRecord) checkImages(op change.Op) error {
 	}
 	if op != change.Delete && rec.newImage == nil {
 		view := "not given in the record"
-		if !isNull(rec.viewType) {
+		if !jsonscan.IsNull(rec.viewType) {
 			view = stringValue(rec.viewType)
 		}
 		return change.Poisonf(change.ReasonMissingImage, "dynamodb.NewImage",
@@ -373,7 +375,7 @@ func recordKey(buf, keysObj []byte, table string, keys *change.Keys) ([]string, 
 	if configured(keys, table) {
 		cols = keys.For("", table)
 		for _, c := range cols {
-			v, ok := lookup(keysObj, c)
+			v, ok := jsonscan.Lookup(keysObj, c)
 			if !ok {
 				return nil, "", change.Poisonf(change.ReasonMissingKey, "dynamodb.Keys."+c, "key attribute %s is not in Keys", c)
 			}
@@ -385,13 +387,13 @@ func recordKey(buf, keysObj []byte, table string, keys *change.Keys) ([]string, 
 			vals = append(vals, buf[start:len(buf):len(buf)])
 		}
 	} else {
-		m := newMembers(keysObj)
+		m := jsonscan.NewMembers(keysObj)
 	next:
-		for m.next() {
-			name := string(m.name())
+		for m.Next() {
+			name := string(m.Name())
 			start := len(buf)
 			var err error
-			if buf, err = appendAttr(buf, m.val, 0); err != nil {
+			if buf, err = appendAttr(buf, m.Val, 0); err != nil {
 				return nil, "", within(err, "dynamodb.Keys."+name)
 			}
 			v := json.RawMessage(buf[start:len(buf):len(buf)])
@@ -439,7 +441,7 @@ func recordKey(buf, keysObj []byte, table string, keys *change.Keys) ([]string, 
 // written when it is not a string (for messages and comparisons).
 func stringValue(v []byte) string {
 	if len(v) > 0 && v[0] == '"' {
-		return string(stringContent(v))
+		return string(jsonscan.StringContent(v))
 	}
 	return string(v)
 }
