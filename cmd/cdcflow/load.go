@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -17,7 +18,9 @@ import (
 	"github.com/cdcflow/cdcflow/internal/deadletter"
 	"github.com/cdcflow/cdcflow/internal/decode"
 	"github.com/cdcflow/cdcflow/internal/pipeline"
+	"github.com/cdcflow/cdcflow/internal/sink"
 	"github.com/cdcflow/cdcflow/internal/sink/duckdb"
+	"github.com/cdcflow/cdcflow/internal/source"
 	"github.com/cdcflow/cdcflow/internal/source/file"
 )
 
@@ -48,13 +51,16 @@ func parseSinkURL(raw string) (sinkURL, error) {
 
 // job is one pipeline run, from flags or a config file.
 type job struct {
-	paths       []string
-	decode      decode.Options
-	duck        duckdb.Options
-	deadLetters string // file; "" for none
-	pipe        pipeline.Config
-	progress    bool
-	logger      *slog.Logger
+	paths         []string // file source; nil when source is set
+	source        func(ctx context.Context, snk sink.Sink) (source.Source, error)
+	decode        decode.Options
+	duck          duckdb.Options
+	sink          func(ctx context.Context) (sink.Sink, error) // nil: DuckDB with duck
+	deadLetters   string                                       // file; "" for none
+	pipe          pipeline.Config
+	progress      bool
+	logger        *slog.Logger
+	metricsListen string // "" for no endpoint
 }
 
 func loadCmd(s *streams) *cobra.Command {
@@ -145,8 +151,6 @@ file says; it stops at the end of a file source, or cleanly on SIGINT/SIGTERM
 
 func jobFromConfig(cfg *config.Config, s *streams) (job, error) {
 	switch {
-	case cfg.Source.Kafka != nil:
-		return job{}, fmt.Errorf("source.kafka: the Kafka source is not in this build yet")
 	case cfg.Source.Kinesis != nil:
 		return job{}, fmt.Errorf("source.kinesis: the Kinesis source is not in this build yet")
 	case cfg.Sink.Postgres != nil:
@@ -161,9 +165,18 @@ func jobFromConfig(cfg *config.Config, s *streams) (job, error) {
 		h = slog.NewJSONHandler(s.err, hopts)
 	}
 	p := cfg.Pipeline
+	var paths []string
+	var openSource func(context.Context, sink.Sink) (source.Source, error)
+	if cfg.Source.Kafka != nil {
+		openSource = kafkaOpener(cfg.Source.Kafka, slog.New(h))
+	} else {
+		paths = cfg.Source.File.Paths
+	}
 	return job{
-		paths:  cfg.Source.File.Paths,
-		decode: decodeOptions(cfg),
+		paths:         paths,
+		source:        openSource,
+		metricsListen: cfg.Metrics.Listen,
+		decode:        decodeOptions(cfg),
 		duck: duckdb.Options{Path: d.Path, TableNaming: d.TableNaming, SoftDelete: d.SoftDelete,
 			DeadLetterTable: d.DeadLetterTable, Tables: duckTables(cfg)},
 		deadLetters: cfg.DeadLetters.File,
@@ -200,19 +213,40 @@ func runJob(ctx context.Context, s *streams, j job) error {
 	if err != nil {
 		return usageError{err}
 	}
-	src, err := file.Open(j.paths, file.Options{Stdin: s.in, Logger: j.logger})
-	if err != nil {
-		return usageError{err}
+	var snk sink.Sink
+	if j.sink != nil {
+		snk, err = j.sink(ctx)
+	} else {
+		snk, err = duckdb.Open(ctx, j.duck)
 	}
-	snk, err := duckdb.Open(ctx, j.duck)
 	if err != nil {
-		src.Close(ctx)
 		return err
 	}
 	closeCtx := context.WithoutCancel(ctx)
 	defer snk.Close(closeCtx)
+	var src source.Source
+	if j.source != nil {
+		src, err = j.source(ctx, snk)
+		if err != nil {
+			return err
+		}
+	} else {
+		fsrc, err := file.Open(j.paths, file.Options{Stdin: s.in, Logger: j.logger})
+		if err != nil {
+			return usageError{err}
+		}
+		src = fsrc
+	}
 	cfg := j.pipe
 	cfg.Source, cfg.Decoder, cfg.Sink, cfg.Logger = src, dec, snk, j.logger
+	if j.metricsListen != "" {
+		stop, err := serveMetrics(ctx, j, &cfg, src)
+		if err != nil {
+			src.Close(closeCtx)
+			return usageError{err}
+		}
+		defer stop()
+	}
 	if j.deadLetters != "" {
 		dl, err := deadletter.NewFile(j.deadLetters)
 		if err != nil {
@@ -235,6 +269,9 @@ func runJob(ctx context.Context, s *streams, j job) error {
 		cfg.Progress = func(p pipeline.Progress) { _ = bar.Set64(p.Records) }
 	}
 	sum, err := pipeline.Run(ctx, cfg)
+	if errors.Is(err, context.Canceled) && sum.Interrupted {
+		err = nil // a clean SIGINT/SIGTERM shutdown
+	}
 	if bar != nil {
 		_ = bar.Finish()
 	}
