@@ -24,11 +24,18 @@ echo "== go test -race"
 go test -race -count=1 -timeout 20m ./...
 
 echo "== fuzz smoke ($FUZZTIME per target)"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
 for pkg in $(go list ./... ); do
 	dir=$(go list -f '{{.Dir}}' "$pkg")
 	for target in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go 2>/dev/null | sed 's/^func //' | sort -u); do
 		echo "-- $pkg $target"
-		go test -run='^$' -fuzz="^${target}\$" -fuzztime="$FUZZTIME" "$pkg" | tail -n 2
+		if ! go test -run='^$' -fuzz="^${target}\$" -fuzztime="$FUZZTIME" "$pkg" > "$log" 2>&1; then
+			cat "$log"
+			echo "fuzz target $target of $pkg failed; the failing input is saved under $dir/testdata/fuzz/$target/"
+			exit 1
+		fi
+		tail -n 1 "$log"
 	done
 done
 echo "== all tests passed"
