@@ -23,6 +23,9 @@ type TableSpec struct {
 // would create, so users can review it or run it ahead of the sink, which
 // then adopts the tables (their columns count as pinned).
 func DDL(dialect string, tables []TableSpec) (string, error) {
+	if strings.EqualFold(dialect, "redshift") {
+		return RedshiftDDL(tables) // its own layout: see redshift.go
+	}
 	d, err := ForName(dialect)
 	if err != nil {
 		return "", err

@@ -1,5 +1,6 @@
 // Package sqlgen writes the SQL of cdcflow's warehouse sinks, per dialect
-// (duckdb, postgres; redshift later): the event log, dead letters,
+// (duckdb, postgres; redshift for `cdcflow ddl` only, see docs/redshift.md):
+// the event log, dead letters,
 // checkpoints, tombstones, the registries of merged tables and columns, the
 // per-table merged tables and current-state views, and the statements that
 // merge staged rows. It also holds what every warehouse sink shares about

@@ -1,0 +1,304 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/cdcflow/cdcflow/internal/sqlgen"
+)
+
+var dialect = sqlgen.Postgres
+
+// colState is one data column of a merged table.
+type colState struct {
+	name   string
+	typ    sqlgen.Type
+	pinned bool
+	index  int // position among the table's data columns (0-based)
+
+	// set while planning a batch
+	added   bool // new in this batch
+	retyped bool // type changed in this batch
+	reg     bool // registry row changed (pinned flag) in this batch
+	mark    int  // the last event (of this batch) that set it; finds duplicate names
+}
+
+// tableState is what the sink knows of one merged table.
+type tableState struct {
+	name         string // merged table name, as registered
+	sourceSchema string
+	sourceTable  string
+	matchSchema  bool
+	cols         []*colState
+	exact        map[string]*colState // by exact name
+	folded       map[string]*colState // by dialect.Fold(name)
+	hasDeleted   bool                 // the merged table has ColDeleted
+	recent       []*colState          // columns of the last image, in its member order (a lookup shortcut)
+	merged       bool                 // the merged table exists
+
+	// set while planning a batch
+	registered bool // in the registry before this batch
+	viewDirty  bool
+}
+
+func newTableState(name string) *tableState {
+	return &tableState{name: name, exact: map[string]*colState{}, folded: map[string]*colState{}}
+}
+
+// clone deep-copies t so a batch can change it and be rolled back.
+func (t *tableState) clone() *tableState {
+	c := *t
+	c.cols = make([]*colState, len(t.cols))
+	c.recent = nil
+	c.exact = make(map[string]*colState, len(t.exact))
+	c.folded = make(map[string]*colState, len(t.folded))
+	for i, col := range t.cols {
+		cc := *col
+		c.cols[i] = &cc
+		c.folded[dialect.Fold(cc.name)] = &cc
+	}
+	for name, col := range t.exact {
+		c.exact[name] = c.folded[dialect.Fold(col.name)]
+	}
+	return &c
+}
+
+// settle marks the planned state as the stored state, after a commit.
+func (t *tableState) settle() {
+	t.registered, t.viewDirty = true, false
+	for _, c := range t.cols {
+		c.added, c.retyped, c.reg, c.mark = false, false, false, 0
+	}
+}
+
+func (t *tableState) addColumn(name string, typ sqlgen.Type, pinned bool) *colState {
+	c := &colState{name: name, typ: typ, pinned: pinned, index: len(t.cols), added: true}
+	t.cols = append(t.cols, c)
+	t.exact[name] = c
+	t.folded[dialect.Fold(name)] = c
+	t.viewDirty = true
+	return c
+}
+
+// lookupAt finds the column of the i-th member of an image: images of one
+// table usually list the same members in the same order, so the column of the
+// previous image's i-th member is tried first.
+func (t *tableState) lookupAt(i int, name string) *colState {
+	if i < len(t.recent) && t.recent[i] != nil && t.recent[i].name == name {
+		return t.recent[i]
+	}
+	c := t.lookup(name)
+	if c != nil && c.name == name {
+		for len(t.recent) <= i {
+			t.recent = append(t.recent, nil)
+		}
+		t.recent[i] = c
+	}
+	return c
+}
+
+// lookup finds a column by name (PostgreSQL's quoted names are exact).
+func (t *tableState) lookup(name string) *colState {
+	if c, ok := t.exact[name]; ok {
+		return c
+	}
+	if c, ok := t.folded[dialect.Fold(name)]; ok {
+		t.exact[name] = c
+		return c
+	}
+	return nil
+}
+
+func (t *tableState) columns() []sqlgen.Column {
+	out := make([]sqlgen.Column, len(t.cols))
+	for i, c := range t.cols {
+		out[i] = sqlgen.Column{Name: c.name, Type: c.typ}
+	}
+	return out
+}
+
+func (t *tableState) view() sqlgen.View {
+	return sqlgen.View{Table: t.name, SourceTable: t.sourceTable, SourceSchema: t.sourceSchema, MatchSchema: t.matchSchema, Columns: t.columns()}
+}
+
+// loadRegistry reads the registries of merged tables and columns, and which
+// merged tables exist (with or without ColDeleted) in the current schema.
+func loadRegistry(ctx context.Context, q querier) (map[string]*tableState, error) {
+	tables := map[string]*tableState{}
+	rows, err := q.Query(ctx, sqlgen.SelectTables(dialect))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", sqlgen.TablesTable, err)
+	}
+	for rows.Next() {
+		var name, source string
+		var schema *string
+		var match bool
+		if err := rows.Scan(&name, &schema, &source, &match); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("read %s: %w", sqlgen.TablesTable, err)
+		}
+		t := newTableState(name)
+		if schema != nil {
+			t.sourceSchema = *schema
+		}
+		t.sourceTable, t.matchSchema, t.registered = source, match, true
+		tables[dialect.Fold(name)] = t
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read %s: %w", sqlgen.TablesTable, err)
+	}
+
+	rows, err = q.Query(ctx, sqlgen.SelectColumns(dialect))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", sqlgen.ColumnsTable, err)
+	}
+	for rows.Next() {
+		var table, col, typ string
+		var pinned bool
+		var ordinal int32
+		if err := rows.Scan(&table, &col, &typ, &pinned, &ordinal); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("read %s: %w", sqlgen.ColumnsTable, err)
+		}
+		t := tables[dialect.Fold(table)]
+		if t == nil {
+			rows.Close()
+			return nil, fmt.Errorf("read %s: column %s.%s of an unregistered table", sqlgen.ColumnsTable, table, col)
+		}
+		ty, err := sqlgen.ParseType(typ)
+		if err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("read %s: column %s.%s: %w", sqlgen.ColumnsTable, table, col, err)
+		}
+		c := t.addColumn(col, ty, pinned)
+		c.added = false
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read %s: %w", sqlgen.ColumnsTable, err)
+	}
+
+	rows, err = q.Query(ctx, `SELECT table_name::text, column_name::text FROM information_schema.columns WHERE table_schema = current_schema() AND column_name IN ($1, $2)`, sqlgen.ColRecordID, sqlgen.ColDeleted)
+	if err != nil {
+		return nil, fmt.Errorf("read information_schema.columns: %w", err)
+	}
+	for rows.Next() {
+		var table, col string
+		if err := rows.Scan(&table, &col); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("read information_schema.columns: %w", err)
+		}
+		t := tables[dialect.Fold(table)]
+		if t == nil || t.name != table {
+			continue
+		}
+		if col == sqlgen.ColDeleted {
+			t.hasDeleted = true
+		} else {
+			t.merged = true
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read information_schema.columns: %w", err)
+	}
+	for _, t := range tables {
+		t.viewDirty = false
+	}
+	return tables, nil
+}
+
+// querier is what reads need: a connection or a transaction.
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+// dirty reports whether the planned state of t needs DDL or registry writes.
+func (t *tableState) dirty() bool {
+	if !t.registered || t.viewDirty {
+		return true
+	}
+	for _, c := range t.cols {
+		if c.added || c.retyped || c.reg {
+			return true
+		}
+	}
+	return false
+}
+
+// schemaDDL returns the statements (with arguments) that bring the database
+// to the planned state of t: registry rows, merged table, columns, view.
+// Columns are added with IF NOT EXISTS and the registry is upserted, so a
+// statement another writer already ran changes nothing.
+func schemaDDL(t *tableState, logOnly bool, soft bool, now time.Time) []stmt {
+	var out []stmt
+	if !t.registered {
+		var schema any
+		if t.matchSchema {
+			schema = t.sourceSchema
+		}
+		out = append(out, stmt{sqlgen.InsertTable(dialect), []any{t.name, schema, t.sourceTable, t.matchSchema, now}})
+	}
+	retyped := false
+	if !logOnly {
+		switch {
+		case !t.merged:
+			out = append(out, stmt{sqlgen.CreateMergedTable(dialect, t.name, t.columns(), soft), nil},
+				stmt{sqlgen.SetFillfactor(t.name, mergedFillfactor), nil})
+			t.merged, t.hasDeleted = true, soft
+		default:
+			for _, c := range t.cols {
+				switch {
+				case c.added:
+					out = append(out, stmt{sqlgen.AddColumnIfNotExists(dialect, t.name, sqlgen.Column{Name: c.name, Type: c.typ}), nil})
+				case c.retyped:
+					out = append(out, stmt{dialect.AlterType(t.name, c.name, c.typ), nil})
+				}
+			}
+			if soft && !t.hasDeleted {
+				out = append(out, stmt{sqlgen.AddDeletedColumn(dialect, t.name), nil})
+				t.hasDeleted = true
+			}
+		}
+	}
+	for _, c := range t.cols {
+		retyped = retyped || c.retyped
+		if c.added || c.retyped || c.reg {
+			out = append(out, stmt{sqlgen.UpsertColumn(dialect), []any{t.name, c.name, c.typ.String(), c.pinned, int32(c.index), now}})
+		}
+	}
+	if t.viewDirty || !t.registered {
+		if retyped {
+			// A view column's type cannot change in place.
+			out = append(out, stmt{sqlgen.DropView(t.name), nil})
+		}
+		out = append(out, stmt{sqlgen.CreateView(viewDialect{dialect}, t.view()), nil})
+	}
+	return out
+}
+
+// viewDialect is the PostgreSQL dialect with integer casts that accept every
+// text a pinned integer column converts leniently ("5.0", "1e2", " 7 "):
+// PostgreSQL has no TRY_CAST, and one logged value that does not cast would
+// fail every query of the view.
+type viewDialect struct{ sqlgen.Dialect }
+
+func (d viewDialect) CastText(expr string, t sqlgen.Type) string {
+	if t.Kind == sqlgen.BigInt || t.Kind == sqlgen.Integer {
+		return "CAST(CAST(" + expr + " AS NUMERIC) AS " + d.TypeName(t) + ")"
+	}
+	return d.Dialect.CastText(expr, t)
+}
+
+// mergedFillfactor is the fillfactor of the merged tables the sink creates:
+// merges mostly update rows whose key does not change.
+const mergedFillfactor = 80
+
+type stmt struct {
+	sql  string
+	args []any
+}
