@@ -9,6 +9,8 @@ FUZZTIME=${FUZZTIME:-10s}
 
 need_apt=()
 command -v gcc >/dev/null || need_apt+=(gcc libc6-dev)    # cgo, for DuckDB
+command -v kcat >/dev/null || need_apt+=(kcat)                # independent Kafka producer in e2e tests
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need_apt+=(postgresql)   # internal/pgtest starts private servers
 if ((${#need_apt[@]})); then
 	echo "== installing ${need_apt[*]}"
 	export DEBIAN_FRONTEND=noninteractive

@@ -15,6 +15,7 @@ import (
 	"github.com/cdcflow/cdcflow/internal/metrics"
 	"github.com/cdcflow/cdcflow/internal/pipeline"
 	"github.com/cdcflow/cdcflow/internal/sink"
+	"github.com/cdcflow/cdcflow/internal/sink/postgres"
 	"github.com/cdcflow/cdcflow/internal/source"
 	"github.com/cdcflow/cdcflow/internal/source/kafka"
 )
@@ -73,6 +74,37 @@ func (h *health) ready() error {
 		return fmt.Errorf("sink failing since %s", time.Unix(0, since).UTC().Format(time.RFC3339))
 	}
 	return nil
+}
+
+// postgresOpener opens the PostgreSQL sink the config describes.
+func postgresOpener(cfg *config.Config, log *slog.Logger) func(context.Context) (sink.Sink, error) {
+	p := cfg.Sink.Postgres
+	tables := map[string]postgres.TableOptions{}
+	for name, t := range mergedTables(cfg) {
+		tables[name] = postgres.TableOptions{SoftDelete: t.SoftDelete, Columns: t.Columns}
+	}
+	return func(ctx context.Context) (sink.Sink, error) {
+		s, err := postgres.Open(ctx, postgres.Options{URL: p.URL.Value(), Schema: p.Schema, TableNaming: p.TableNaming,
+			SoftDelete: p.SoftDelete, Tables: tables, DeadLetterTable: p.DeadLetterTable, Logger: log})
+		if err != nil {
+			return nil, fmt.Errorf("sink.postgres: %w", err)
+		}
+		return s, nil
+	}
+}
+
+// flagSink opens the sink a --sink URL names; nil means DuckDB.
+func flagSink(su sinkURL, logOnly bool) func(context.Context) (sink.Sink, error) {
+	if su.kind != "postgres" {
+		return nil
+	}
+	return func(ctx context.Context) (sink.Sink, error) {
+		s, err := postgres.Open(ctx, postgres.Options{URL: su.url, DeadLetterTable: true, LogOnly: logOnly})
+		if err != nil {
+			return nil, fmt.Errorf("--sink postgres: %w", err)
+		}
+		return s, nil
+	}
 }
 
 // serveMetrics starts the /metrics, /healthz and /readyz endpoint and hooks

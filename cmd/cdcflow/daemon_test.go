@@ -112,7 +112,10 @@ metrics: { listen: "%s" }
 
 	deadline := time.Now().Add(60 * time.Second)
 	want := float64(len(recs) - 1) // every good record decoded
-	for metricValue(t, metricsAddr, "cdcflow_events_in_total") < want {
+	// Wait until every record is decoded and the poison record's dead
+	// letter has been stored (it may ride in a later batch than the last
+	// good event).
+	for metricValue(t, metricsAddr, "cdcflow_events_in_total") < want || metricValue(t, metricsAddr, "cdcflow_dead_letters_total") < 1 {
 		if time.Now().After(deadline) {
 			cancel()
 			<-done

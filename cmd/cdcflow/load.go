@@ -26,8 +26,9 @@ import (
 
 // sinkURL is a parsed --sink value.
 type sinkURL struct {
-	kind string // "duckdb"
-	path string
+	kind string // "duckdb" or "postgres"
+	path string // DuckDB file
+	url  string // PostgreSQL URL (a secret: never printed)
 }
 
 // parseSinkURL parses duckdb://PATH: duckdb://x.db is relative to the working
@@ -44,9 +45,9 @@ func parseSinkURL(raw string) (sinkURL, error) {
 		}
 		return sinkURL{kind: "duckdb", path: rest}, nil
 	case "postgres", "postgresql":
-		return sinkURL{}, fmt.Errorf("--sink %s://…: the PostgreSQL sink is not in this build yet; use duckdb://PATH", scheme)
+		return sinkURL{kind: "postgres", url: raw}, nil
 	}
-	return sinkURL{}, fmt.Errorf("--sink %q: unknown scheme %q; want duckdb://PATH", raw, scheme)
+	return sinkURL{}, fmt.Errorf("--sink: unknown scheme %q; want duckdb://PATH or postgres://…", scheme)
 }
 
 // job is one pipeline run, from flags or a config file.
@@ -99,6 +100,7 @@ the cdc_dead_letters table and, with --dead-letters, appended to a file.`,
 				paths:       args,
 				decode:      opts,
 				duck:        duckdb.Options{Path: su.path, DeadLetterTable: true, LogOnly: logOnly},
+				sink:        flagSink(su, logOnly),
 				deadLetters: deadLetters,
 				pipe:        pipeline.Config{BatchMaxEvents: batch},
 				progress:    !noProgress && isTerminal(s.err),
@@ -153,10 +155,7 @@ func jobFromConfig(cfg *config.Config, s *streams) (job, error) {
 	switch {
 	case cfg.Source.Kinesis != nil:
 		return job{}, fmt.Errorf("source.kinesis: the Kinesis source is not in this build yet")
-	case cfg.Sink.Postgres != nil:
-		return job{}, fmt.Errorf("sink.postgres: the PostgreSQL sink is not in this build yet")
 	}
-	d := cfg.Sink.DuckDB
 	level := slog.LevelInfo
 	_ = level.UnmarshalText([]byte(cfg.Log.Level))
 	hopts := &slog.HandlerOptions{Level: level}
@@ -165,6 +164,14 @@ func jobFromConfig(cfg *config.Config, s *streams) (job, error) {
 		h = slog.NewJSONHandler(s.err, hopts)
 	}
 	p := cfg.Pipeline
+	var duck duckdb.Options
+	var openSink func(context.Context) (sink.Sink, error)
+	if d := cfg.Sink.DuckDB; d != nil {
+		duck = duckdb.Options{Path: d.Path, TableNaming: d.TableNaming, SoftDelete: d.SoftDelete,
+			DeadLetterTable: d.DeadLetterTable, Tables: duckTables(cfg)}
+	} else {
+		openSink = postgresOpener(cfg, slog.New(h))
+	}
 	var paths []string
 	var openSource func(context.Context, sink.Sink) (source.Source, error)
 	if cfg.Source.Kafka != nil {
@@ -177,9 +184,9 @@ func jobFromConfig(cfg *config.Config, s *streams) (job, error) {
 		source:        openSource,
 		metricsListen: cfg.Metrics.Listen,
 		decode:        decodeOptions(cfg),
-		duck: duckdb.Options{Path: d.Path, TableNaming: d.TableNaming, SoftDelete: d.SoftDelete,
-			DeadLetterTable: d.DeadLetterTable, Tables: duckTables(cfg)},
-		deadLetters: cfg.DeadLetters.File,
+		duck:          duck,
+		sink:          openSink,
+		deadLetters:   cfg.DeadLetters.File,
 		pipe: pipeline.Config{
 			BatchMaxEvents: p.BatchMaxEvents, BatchMaxBytes: int64(p.BatchMaxBytes), BatchMaxWait: p.BatchMaxWait.Std(),
 			MaxAttempts: p.MaxAttempts, RetryInitial: p.RetryInitial.Std(), RetryMax: p.RetryMax.Std(),
@@ -188,13 +195,16 @@ func jobFromConfig(cfg *config.Config, s *streams) (job, error) {
 	}, nil
 }
 
-// duckTables maps the config's tables section to per-merged-table options.
-func duckTables(cfg *config.Config) map[string]duckdb.TableOptions {
-	naming := duckdb.NamingTable
-	if cfg.Sink.DuckDB != nil && cfg.Sink.DuckDB.TableNaming != "" {
+// mergedTables maps the config's tables section to merged table names
+// (schema.table keys follow the sink's table naming).
+func mergedTables(cfg *config.Config) map[string]config.Table {
+	naming := ""
+	if cfg.Sink.DuckDB != nil {
 		naming = cfg.Sink.DuckDB.TableNaming
+	} else if cfg.Sink.Postgres != nil {
+		naming = cfg.Sink.Postgres.TableNaming
 	}
-	out := map[string]duckdb.TableOptions{}
+	out := map[string]config.Table{}
 	for name, t := range cfg.Tables {
 		merged := name
 		if schema, table, ok := strings.Cut(name, "."); ok {
@@ -203,7 +213,16 @@ func duckTables(cfg *config.Config) map[string]duckdb.TableOptions {
 				merged = schema + "_" + table
 			}
 		}
-		out[merged] = duckdb.TableOptions{SoftDelete: t.SoftDelete, Columns: t.Columns}
+		out[merged] = t
+	}
+	return out
+}
+
+// duckTables maps the config's tables section to DuckDB table options.
+func duckTables(cfg *config.Config) map[string]duckdb.TableOptions {
+	out := map[string]duckdb.TableOptions{}
+	for name, t := range mergedTables(cfg) {
+		out[name] = duckdb.TableOptions{SoftDelete: t.SoftDelete, Columns: t.Columns}
 	}
 	return out
 }

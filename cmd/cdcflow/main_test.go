@@ -230,7 +230,7 @@ dead_letters: { file: ` + filepath.Join(dir, "dl.ndjson") + ` }
 	if code != exitOK || !strings.Contains(out, `"DECIMAL(12,2)",24.99`) {
 		t.Errorf("pinned DECIMAL(12,2) column: %q", out)
 	}
-	for _, dialect := range []string{"duckdb", "postgres"} {
+	for _, dialect := range []string{"duckdb", "postgres", "redshift"} {
 		code, out, errOut := cli(t, "", "ddl", "--dialect", dialect, "-c", cfgPath)
 		if code != exitOK {
 			t.Fatalf("ddl %s exit %d: %s", dialect, code, errOut)

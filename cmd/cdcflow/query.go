@@ -1,9 +1,12 @@
 package main
 
 import (
+	"context"
+	"database/sql/driver"
 	"encoding/base64"
 	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math/big"
@@ -12,6 +15,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/spf13/cobra"
 
 	"github.com/cdcflow/cdcflow/internal/config"
@@ -40,7 +44,13 @@ func queryCmd(s *streams) *cobra.Command {
 			default:
 				return usagef("--output %q: want table, csv or json", output)
 			}
-			cols, rows, err := duckdb.Query(cmd.Context(), su.path, args[0])
+			var cols []string
+			var rows [][]any
+			if su.kind == "postgres" {
+				cols, rows, err = queryPostgres(cmd.Context(), su.url, args[0])
+			} else {
+				cols, rows, err = duckdb.Query(cmd.Context(), su.path, args[0])
+			}
 			if err != nil {
 				return err
 			}
@@ -53,9 +63,64 @@ func queryCmd(s *streams) *cobra.Command {
 			return writeTable(s.out, cols, rows)
 		},
 	}
-	c.Flags().StringVar(&sinkRaw, "sink", "", "duckdb://PATH")
+	c.Flags().StringVar(&sinkRaw, "sink", "", "duckdb://PATH or postgres://USER:PASSWORD@HOST/DB")
 	c.Flags().StringVarP(&output, "output", "o", "table", "table, csv or json (an array of objects)")
 	return c
+}
+
+// queryPostgres runs one query in a READ ONLY transaction. Errors never
+// carry the URL.
+func queryPostgres(ctx context.Context, url, query string) ([]string, [][]any, error) {
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		return nil, nil, usagef("--sink: not a valid PostgreSQL URL")
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("connect to postgres %s:%d/%s: %w", cfg.Host, cfg.Port, cfg.Database, redactErr(err, cfg.Password))
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	tx, err := conn.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return nil, nil, fmt.Errorf("begin read-only transaction: %w", err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	r, err := tx.Query(ctx, query)
+	if err != nil {
+		return nil, nil, fmt.Errorf("query postgres: %w", err)
+	}
+	defer r.Close()
+	var cols []string
+	for _, f := range r.FieldDescriptions() {
+		cols = append(cols, f.Name)
+	}
+	var rows [][]any
+	for r.Next() {
+		vals, err := r.Values()
+		if err != nil {
+			return nil, nil, fmt.Errorf("query postgres: %w", err)
+		}
+		for i, v := range vals {
+			if dv, ok := v.(driver.Valuer); ok {
+				if x, err := dv.Value(); err == nil {
+					vals[i] = x
+				}
+			}
+		}
+		rows = append(rows, vals)
+	}
+	if err := r.Err(); err != nil {
+		return nil, nil, fmt.Errorf("query postgres: %w", err)
+	}
+	return cols, rows, nil
+}
+
+// redactErr removes a password from an error's text.
+func redactErr(err error, password string) error {
+	if password == "" || !strings.Contains(err.Error(), password) {
+		return err
+	}
+	return errors.New(strings.ReplaceAll(err.Error(), password, "***"))
 }
 
 // text renders one value for table and CSV output; NULL is "".
