@@ -201,6 +201,11 @@ func (p postgres) CastText(expr string, t Type) string {
 	switch t.Kind {
 	case Varchar:
 		return expr
+	case BigInt, Integer:
+		// Through NUMERIC, so every text a pinned integer column converts
+		// leniently ("5.0", "1e2") casts: PostgreSQL has no TRY_CAST, and one
+		// logged value that does not cast would fail every query of the view.
+		return "CAST(CAST(" + expr + " AS NUMERIC) AS " + p.TypeName(t) + ")"
 	case Timestamp:
 		return "(CAST(" + expr + " AS TIMESTAMPTZ) AT TIME ZONE 'UTC')"
 	}

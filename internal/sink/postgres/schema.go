@@ -276,22 +276,9 @@ func schemaDDL(t *tableState, logOnly bool, soft bool, now time.Time) []stmt {
 			// A view column's type cannot change in place.
 			out = append(out, stmt{sqlgen.DropView(t.name), nil})
 		}
-		out = append(out, stmt{sqlgen.CreateView(viewDialect{dialect}, t.view()), nil})
+		out = append(out, stmt{sqlgen.CreateView(dialect, t.view()), nil})
 	}
 	return out
-}
-
-// viewDialect is the PostgreSQL dialect with integer casts that accept every
-// text a pinned integer column converts leniently ("5.0", "1e2", " 7 "):
-// PostgreSQL has no TRY_CAST, and one logged value that does not cast would
-// fail every query of the view.
-type viewDialect struct{ sqlgen.Dialect }
-
-func (d viewDialect) CastText(expr string, t sqlgen.Type) string {
-	if t.Kind == sqlgen.BigInt || t.Kind == sqlgen.Integer {
-		return "CAST(CAST(" + expr + " AS NUMERIC) AS " + d.TypeName(t) + ")"
-	}
-	return d.Dialect.CastText(expr, t)
 }
 
 // mergedFillfactor is the fillfactor of the merged tables the sink creates:

@@ -86,8 +86,8 @@ CREATE TABLE IF NOT EXISTS "order_lines" (
 
 CREATE OR REPLACE VIEW "order_lines_current" AS
 SELECT record_id, event_data, commit_timestamp,
-  CAST((event_data ->> 'order_id') AS BIGINT) AS "order_id",
-  CAST((event_data ->> 'line') AS INTEGER) AS "line",
+  CAST(CAST((event_data ->> 'order_id') AS NUMERIC) AS BIGINT) AS "order_id",
+  CAST(CAST((event_data ->> 'line') AS NUMERIC) AS INTEGER) AS "line",
   (event_data ->> 'sku') AS "sku"
 FROM (
   SELECT record_id, operation, event_data, commit_timestamp,
@@ -121,7 +121,7 @@ CREATE TABLE IF NOT EXISTS "orders" (
 
 CREATE OR REPLACE VIEW "orders_current" AS
 SELECT record_id, event_data, commit_timestamp,
-  CAST((event_data ->> 'id') AS BIGINT) AS "id",
+  CAST(CAST((event_data ->> 'id') AS NUMERIC) AS BIGINT) AS "id",
   (event_data -> 'meta') AS "meta",
   CAST((event_data ->> 'paid') AS BOOLEAN) AS "paid",
   (CAST((event_data ->> 'placed_at') AS TIMESTAMPTZ) AT TIME ZONE 'UTC') AS "placed_at",
