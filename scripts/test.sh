@@ -11,11 +11,20 @@ need_apt=()
 command -v gcc >/dev/null || need_apt+=(gcc libc6-dev)    # cgo, for DuckDB
 command -v kcat >/dev/null || need_apt+=(kcat)                # independent Kafka producer in e2e tests
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need_apt+=(postgresql)   # internal/pgtest starts private servers
+command -v npm >/dev/null || need_apt+=(nodejs npm)          # runs kinesalite (internal/kinesistest)
+[[ -x /usr/bin/aws ]] || need_apt+=(awscli)                  # independent Kinesis producer in tests
 if ((${#need_apt[@]})); then
 	echo "== installing ${need_apt[*]}"
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update -qq
 	apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+npm_dir="$(go env GOPATH)/cdcflow-npm"                        # internal/kinesistest looks here
+if [[ ! -x "$npm_dir/node_modules/.bin/kinesalite" ]]; then
+	echo "== installing kinesalite"
+	mkdir -p "$npm_dir"
+	npm install --prefix "$npm_dir" --no-audit --no-fund --silent kinesalite@3.3.3
 fi
 
 export CGO_ENABLED=1
