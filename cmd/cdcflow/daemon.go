@@ -18,6 +18,7 @@ import (
 	"github.com/cdcflow/cdcflow/internal/sink/postgres"
 	"github.com/cdcflow/cdcflow/internal/source"
 	"github.com/cdcflow/cdcflow/internal/source/kafka"
+	"github.com/cdcflow/cdcflow/internal/source/kinesis"
 )
 
 // kafkaOpener builds the Kafka source once the sink is open, so partition
@@ -74,6 +75,25 @@ func (h *health) ready() error {
 		return fmt.Errorf("sink failing since %s", time.Unix(0, since).UTC().Format(time.RFC3339))
 	}
 	return nil
+}
+
+// kinesisOpener builds the Kinesis source once the sink is open, so shards
+// resume from the sink's stored sequence numbers. One process per stream:
+// lease-based shard sharing needs a sink that stores leases (not yet).
+func kinesisOpener(k *config.KinesisSource, log *slog.Logger) func(context.Context, sink.Sink) (source.Source, error) {
+	return func(ctx context.Context, snk sink.Sink) (source.Source, error) {
+		opts := kinesis.Options{Stream: k.Stream, Region: k.Region, Endpoint: k.Endpoint, Start: k.Start,
+			Timestamp: k.StartTime(), AccessKeyID: k.AccessKeyID, SecretAccessKey: k.SecretAccessKey.Value(),
+			SessionToken: k.SessionToken.Value(), Logger: log}
+		if ps, ok := snk.(sink.PositionStore); ok {
+			opts.Checkpoints = ps.Checkpoints
+		}
+		src, err := kinesis.New(ctx, opts)
+		if err != nil {
+			return nil, fmt.Errorf("source.kinesis: %w", err)
+		}
+		return src, nil
+	}
 }
 
 // postgresOpener opens the PostgreSQL sink the config describes.

@@ -152,10 +152,7 @@ file says; it stops at the end of a file source, or cleanly on SIGINT/SIGTERM
 }
 
 func jobFromConfig(cfg *config.Config, s *streams) (job, error) {
-	switch {
-	case cfg.Source.Kinesis != nil:
-		return job{}, fmt.Errorf("source.kinesis: the Kinesis source is not in this build yet")
-	}
+
 	level := slog.LevelInfo
 	_ = level.UnmarshalText([]byte(cfg.Log.Level))
 	hopts := &slog.HandlerOptions{Level: level}
@@ -174,9 +171,12 @@ func jobFromConfig(cfg *config.Config, s *streams) (job, error) {
 	}
 	var paths []string
 	var openSource func(context.Context, sink.Sink) (source.Source, error)
-	if cfg.Source.Kafka != nil {
+	switch {
+	case cfg.Source.Kafka != nil:
 		openSource = kafkaOpener(cfg.Source.Kafka, slog.New(h))
-	} else {
+	case cfg.Source.Kinesis != nil:
+		openSource = kinesisOpener(cfg.Source.Kinesis, slog.New(h))
+	default:
 		paths = cfg.Source.File.Paths
 	}
 	return job{
