@@ -110,6 +110,8 @@ func TestRecordID(t *testing.T) {
 		{"null", []string{"id"}, []string{`null`}, "", ReasonMissingKey},
 		{"missing", []string{"a", "b"}, []string{`1`, ``}, "", ReasonMissingKey},
 		{"bool", []string{"flag"}, []string{`true`}, "true", ""},
+		{"empty string", []string{"id"}, []string{`""`}, "", ReasonMissingKey},
+		{"empty string in composite", []string{"a", "b"}, []string{`""`, `1`}, `["",1]`, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -47,7 +47,14 @@ func RecordID(cols []string, values []json.RawMessage) (string, error) {
 		values[i] = v
 	}
 	if len(values) == 1 {
-		return scalarText(values[0])
+		id, err := scalarText(values[0])
+		if err == nil && id == "" {
+			// An empty record_id cannot be told from a missing one downstream
+			// (and the event log's record_id is NOT NULL text), so every
+			// format treats an empty single-column key as missing.
+			return "", &Poison{Reason: ReasonMissingKey, Field: cols[0], Detail: "key column " + cols[0] + " is an empty string"}
+		}
+		return id, err
 	}
 	var b strings.Builder
 	b.WriteByte('[')
