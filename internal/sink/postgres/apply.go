@@ -112,6 +112,11 @@ func (s *Sink) applyOnce(ctx context.Context, b *change.Batch) (change.ApplyResu
 		if err := s.writeLog(ctx, tx, p, events, now); err != nil {
 			return err
 		}
+		if !s.opts.LogOnly {
+			if err := s.lockTables(ctx, tx, p); err != nil {
+				return err
+			}
+		}
 		if len(p.dead) > 0 && !s.opts.DeadLetterTable {
 			r := p.dead[0]
 			return fmt.Errorf("%w: event at %s (table %q, record_id %q): %s: %s",
@@ -738,6 +743,27 @@ func (s *Sink) writeCheckpoints(ctx context.Context, tx pgx.Tx, cps []change.Che
 		}
 		if _, err := tx.Exec(ctx, sqlgen.UpsertValuesRows(dialect, sqlgen.CheckpointsTable, sqlgen.CheckpointColumns, 2, len(part)), args...); err != nil {
 			return fmt.Errorf("store %d checkpoints: %w", len(part), err)
+		}
+	}
+	return nil
+}
+
+// lockTables takes the transaction-scoped advisory lock of every merged
+// table the batch touches, in sorted order, before the merge reads stored
+// orders. Partition locks alone do not order two writers whose partitions
+// carry the same key: without this, a writer merging an older update could
+// read the row before a concurrent newer delete commits and bring the row
+// back (write skew). The lock is the one schema evolution takes, so merges
+// of one table are serialized while log writes still run in parallel.
+func (s *Sink) lockTables(ctx context.Context, tx pgx.Tx, p *batchPlan) error {
+	names := make([]string, 0, len(p.order))
+	for _, t := range p.order {
+		names = append(names, t.name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", s.lockKey("table", name)); err != nil {
+			return fmt.Errorf("lock table %s: %w", name, err)
 		}
 	}
 	return nil
