@@ -1,0 +1,99 @@
+//go:build knownbugs
+
+// Known, unfixed bugs found by TestDifferential, kept as failing
+// reproductions outside the default build so CI stays green while they are
+// open. Run them with:
+//
+//	go test -tags knownbugs -run 'TestBug' ./internal/e2e/
+//
+// TestDifferential probes each bug (bugs_test.go) and tolerates exactly its
+// symptom, logging that it did, only while the probe shows the bug present.
+
+package e2e
+
+import "testing"
+
+// TestBugViewJSONNullIsNotSQLNull: in <table>_current a JSON-typed column
+// whose value is JSON null reads as the JSON value 'null', not SQL NULL,
+// while the merged table (and the view's other column types, extracted with
+// ->>) give SQL NULL. `WHERE doc IS NULL` therefore finds different rows in
+// the view and the merged table. Cause: sqlgen's view uses the JSON
+// operator -> for JSON columns (DuckDB and PostgreSQL alike), which returns
+// JSON null for a null member.
+func TestBugViewJSONNullIsNotSQLNull(t *testing.T) {
+	viewIsNull, mergedIsNull, text := viewJSONNull(t)
+	if !mergedIsNull {
+		t.Fatalf("merged table: JSON null stored as a value, want SQL NULL")
+	}
+	if !viewIsNull {
+		t.Errorf("docs_current.doc for {\"doc\":null} is %s, want SQL NULL like the merged table", showNull(text))
+	}
+}
+
+// TestBugResumeReholdsCompletedFragments: after a crash, a partition whose
+// checkpoint is Held is re-read from Resume, and every DSQL piece between
+// Resume and Applied is fed to the new decoder again, including pieces of
+// sets that were completed (and stored) before the crash by pieces in other
+// partitions, which are not re-read. Those sets never complete again, and at
+// end of input (or after fragment_timeout) their pieces become
+// fragment_timeout dead letters, which the pipeline keeps because they lie
+// at or after Resume. Nothing is lost, but records that were applied are
+// reported as dead letters.
+//
+// a.ndjson: 1 main H (fragments in c.ndjson), 2 main S, 3 fragment S#0
+// b.ndjson: 1 fragment S#1 (completes S), 2 a full record
+// c.ndjson: 1-2 fragments of H
+// Commit 1 stores S with checkpoint a: Applied 3, Held from 1. A crash
+// after it, then a restart: a.ndjson:2 and :3 are held again and drained.
+func TestBugResumeReholdsCompletedFragments(t *testing.T) {
+	files := resumeReholdFiles(t)
+	if got := crashThenFinish(t, files, 0); len(got) != 0 {
+		t.Fatalf("without a crash: dead letters %v, want none", got)
+	}
+	if got := crashThenFinish(t, files, 1); len(got) != 0 {
+		t.Errorf("crash after commit 1, restart: dead letters %v, want none (set S was stored by commit 1)", got)
+	}
+}
+
+// TestBugLateDuplicateFragmentAfterRestart: the decoder remembers the chunk
+// ids of completed sets only in memory, so a redelivered piece of a set
+// completed before a restart is held as a new set with its main record
+// missing and dead-lettered as fragment_timeout at end of input; in one
+// uninterrupted run the same copy is recognised and dropped. Duplicates are
+// normal under at-least-once delivery, so every restart can turn them into
+// dead letters for records that were applied.
+//
+// a.ndjson: 1 main S, 2-3 fragments (S complete at 3), 4 a full record,
+// 5 a copy of line 3. A crash after commit 2 (line 4) and a restart read
+// only line 5.
+func TestBugLateDuplicateFragmentAfterRestart(t *testing.T) {
+	files := lateDuplicateFiles(t)
+	if got := crashThenFinish(t, files, 0); len(got) != 0 {
+		t.Fatalf("without a crash: dead letters %v, want none", got)
+	}
+	if got := crashThenFinish(t, files, 2); len(got) != 0 {
+		t.Errorf("crash after commit 2, restart: dead letters %v, want none (line 5 copies a piece of a stored set)", got)
+	}
+}
+
+// TestBugResumeRelogsCompletedSet: the same cause as
+// TestBugResumeReholdsCompletedFragments (a restart re-feeds every DSQL
+// piece from Resume on, although only the held ones were not stored) with
+// another symptom. A set completed before the crash whose first piece lies
+// before Resume is re-read without that piece, held again, and completed
+// anew by a later redelivered copy of the piece, at a position after
+// Applied: its event passes the already-stored filter and is logged a second
+// time. The merged table absorbs it (same commit order), but cdc_events
+// holds the change twice, which an uninterrupted run never does.
+//
+// a.ndjson: 1 fragment S#0, 2 main H (fragments in b.ndjson, so the
+// checkpoint resumes at 2), 3 fragment S#1, 4 main S (completes S), 5 a full
+// record, 6 a copy of line 1. Crash after commit 2 (Applied 5, Held from 2).
+func TestBugResumeRelogsCompletedSet(t *testing.T) {
+	if got := relogRun(t, 0); len(got) != 1 {
+		t.Fatalf("without a crash: set S logged at %v, want once", got)
+	}
+	if got := relogRun(t, 2); len(got) != 1 {
+		t.Errorf("crash after commit 2, restart: set S logged at %v, want once (at a.ndjson:4)", got)
+	}
+}
