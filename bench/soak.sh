@@ -39,7 +39,7 @@ failed=$(grep -o -- '--- FAIL: TestDifferential/seed=[0-9]*/[a-z_]*' "$OUT/soak.
 known=$(grep -c 'known bug' "$OUT/soak.log" || true)
 echo "scenarios passed=$passed failed=$(printf '%s' "$failed" | grep -c . || true) seconds=$secs seeds_per_sec=$(awk -v n="$SEEDS" -v s="$secs" 'BEGIN{printf "%.3f", n/s}')"
 if (( known > 0 )); then
-	echo "known-bug symptoms tolerated (see internal/e2e/bugs_test.go): $known scenario reports"
+	echo "known-bug symptoms tolerated (go test -tags knownbugs -run TestBug ./internal/e2e): $known scenario reports"
 fi
 if [[ -n "$failed" ]]; then
 	echo "== failing seeds (details in $OUT/soak.log):"

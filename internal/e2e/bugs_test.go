@@ -15,11 +15,12 @@ import (
 	"github.com/cdcflow/cdcflow/internal/sink/sinktest"
 )
 
-// Minimal reproductions of bugs TestDifferential found. Each fails until the
-// bug is fixed; TestDifferential tolerates exactly the symptom of a bug only
-// while its probe here shows the bug is present (and says so in its log), so
-// the differential test keeps finding other bugs meanwhile and turns strict
-// by itself once the fix lands.
+// Fixtures and probes of the bugs TestDifferential found. Their failing
+// reproductions are in knownbugs_test.go (go test -tags knownbugs). The
+// probes here tell TestDifferential whether a bug is still present: it
+// accepts exactly the bug's symptom only then (and says so in its log), so
+// it keeps finding other bugs meanwhile and turns strict by itself once the
+// fix lands.
 
 // viewJSONNull reports, for a fresh DuckDB sink, what the current-state view
 // and the merged table return for a JSON column whose value is JSON null.

@@ -32,11 +32,13 @@
 //   - the stored checkpoint of every file covers its last line and holds
 //     nothing.
 //
-// bugs_test.go holds a minimal failing test for every bug the differential
-// test found. While a bug's probe shows it present, TestDifferential accepts
+// knownbugs_test.go (build tag knownbugs) holds a minimal failing test for
+// every open bug the differential test found; bugs_test.go their fixtures
+// and probes. While a bug's probe shows it present, TestDifferential accepts
 // exactly its symptom (and logs "known bug"); after the fix it is strict
-// again without an edit. Accepting a spurious dead letter can never hide a
-// lost change: the log and state checks do not depend on dead letters.
+// again without an edit. Accepting these symptoms never hides a lost
+// change: every reference event must still be logged at its own position,
+// and the state checks do not depend on dead letters.
 //
 // The default sizes keep the package at one to two minutes with -race on
 // two cores. bench/soak.sh raises them: -soak, or CDCFLOW_SOAK_SEEDS and
