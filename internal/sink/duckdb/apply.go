@@ -70,41 +70,58 @@ func (s *Sink) Apply(ctx context.Context, b *change.Batch) (change.ApplyResult, 
 	}
 	now := time.Now().UTC()
 	nextID := s.nextID
-	err := s.inTx(ctx, func() error {
-		for _, t := range p.order {
-			for _, st := range schemaDDL(t, s.opts.LogOnly, s.soft(t.name), now) {
-				if _, err := s.conn.ExecContext(ctx, st.sql, st.args...); err != nil {
-					return fmt.Errorf("evolve table %s: %w", t.name, err)
+	err := s.thread.run(func() error {
+		if s.broken {
+			if err := s.reopen(ctx); err != nil {
+				return err
+			}
+		}
+		err := s.inTx(ctx, func() error {
+			for _, t := range p.order {
+				for _, st := range schemaDDL(t, s.opts.LogOnly, s.soft(t.name), now) {
+					if _, err := s.conn.ExecContext(ctx, st.sql, st.args...); err != nil {
+						return fmt.Errorf("evolve table %s: %w", t.name, err)
+					}
 				}
 			}
-		}
-		if err := s.writeLog(ctx, p.events, &nextID, now); err != nil {
-			return err
-		}
-		if s.opts.DeadLetterTable {
-			if err := s.writeDeadLetters(ctx, b.Dead, p.dead, now); err != nil {
+			if err := s.writeLog(ctx, p.events, &nextID, now); err != nil {
 				return err
 			}
-		}
-		if !s.opts.LogOnly {
-			if err := s.merge(ctx, p, &res); err != nil {
-				return err
+			if s.opts.DeadLetterTable {
+				if err := s.writeDeadLetters(ctx, b.Dead, p.dead, now); err != nil {
+					return err
+				}
 			}
-		}
-		for _, c := range b.Checkpoints {
-			if _, err := s.conn.ExecContext(ctx, sqlgen.UpsertCheckpoint(dialect),
-				c.Source, c.Partition,
-				c.Applied.Source, c.Applied.Partition, c.Applied.Offset, int64(c.Applied.Index), c.Applied.Indexed,
-				c.Held,
-				c.Resume.Source, c.Resume.Partition, c.Resume.Offset, int64(c.Resume.Index), c.Resume.Indexed,
-				now); err != nil {
-				return fmt.Errorf("store checkpoint %s[%s]: %w", c.Source, c.Partition, err)
+			if !s.opts.LogOnly {
+				if err := s.merge(ctx, p, &res); err != nil {
+					return err
+				}
 			}
+			for _, c := range b.Checkpoints {
+				if _, err := s.conn.ExecContext(ctx, sqlgen.UpsertCheckpoint(dialect),
+					c.Source, c.Partition,
+					c.Applied.Source, c.Applied.Partition, c.Applied.Offset, int64(c.Applied.Index), c.Applied.Indexed,
+					c.Held,
+					c.Resume.Source, c.Resume.Partition, c.Resume.Offset, int64(c.Resume.Index), c.Resume.Indexed,
+					now); err != nil {
+					return fmt.Errorf("store checkpoint %s[%s]: %w", c.Source, c.Partition, err)
+				}
+			}
+			if s.beforeCommit != nil {
+				return s.beforeCommit()
+			}
+			return nil
+		})
+		switch {
+		case err == nil:
+			s.maybeCheckpoint(ctx, len(p.events))
+		case fatal(err):
+			// The batch is not committed (or, if COMMIT's own checkpoint
+			// failed, it is in the WAL, and a redelivery is idempotent):
+			// reopen now so the retry finds a working database.
+			_ = s.reopen(ctx)
 		}
-		if s.beforeCommit != nil {
-			return s.beforeCommit()
-		}
-		return nil
+		return err
 	})
 	if err != nil {
 		return change.ApplyResult{}, classify(fmt.Errorf("apply batch of %d events to duckdb %q: %w", len(b.Events), s.opts.Path, err))
@@ -447,6 +464,7 @@ type group struct {
 	key    string
 	events []*planned
 	winner *planned
+	stored storedKey // what the database holds for the key
 }
 
 // merge applies the batch's latest event per key to the merged tables, when
@@ -472,21 +490,21 @@ func (s *Sink) merge(ctx context.Context, p *batchPlan, res *change.ApplyResult)
 		}
 		g.events = append(g.events, pe)
 	}
+	if err := s.readStored(ctx, p.order, perTable); err != nil {
+		return err
+	}
 	var tombs []tombstone
 	for _, t := range p.order {
 		gs := perTable[t]
 		if len(gs) == 0 {
 			continue
 		}
-		stored, err := s.storedOrders(ctx, t, gs)
-		if err != nil {
-			return err
-		}
 		soft := s.soft(t.name)
-		var puts []putRow
-		var dels []*planned
+		var puts []putRow   // rows to append
+		var gone []*planned // winners whose key has an (older) stored row to remove
+		var carry []*planned
 		for _, g := range gs {
-			sk := stored[g.key]
+			sk := g.stored
 			st := max(sk.row, sk.tomb)
 			apply := st == "" || g.winner.order > st
 			for _, pe := range g.events {
@@ -502,28 +520,36 @@ func (s *Sink) merge(ctx context.Context, p *batchPlan, res *change.ApplyResult)
 			if !apply {
 				continue
 			}
+			w := g.winner
+			if sk.row != "" {
+				gone = append(gone, w)
+			}
 			switch {
-			case g.winner.e.Op != change.Delete:
-				puts = append(puts, putRow{pe: g.winner, fields: g.winner.fields})
+			case w.e.Op != change.Delete:
+				puts = append(puts, putRow{pe: w, fields: w.fields})
 			case soft:
-				tombs = append(tombs, tombstone{t.name, g.winner})
+				tombs = append(tombs, tombstone{t.name, w, sk.tomb != ""})
 				// Keep the last values the row had: those of the batch's
 				// latest put when it is newer than the stored row, else the
-				// stored ones.
+				// stored ones (carried over), else none.
 				if prev := latestPut(g, sk.row); prev != nil {
-					puts = append(puts, putRow{pe: g.winner, fields: prev.fields, deleted: true})
+					puts = append(puts, putRow{pe: w, fields: prev.fields, deleted: true})
+				} else if sk.row != "" {
+					carry = append(carry, w)
 				} else {
-					dels = append(dels, g.winner)
+					puts = append(puts, putRow{pe: w, deleted: true})
 				}
 			default:
-				tombs = append(tombs, tombstone{t.name, g.winner})
-				dels = append(dels, g.winner)
+				tombs = append(tombs, tombstone{t.name, w, sk.tomb != ""})
 			}
 		}
-		if err := s.writeUpserts(ctx, t, puts); err != nil {
+		if err := s.writeCarried(ctx, t, carry); err != nil {
 			return err
 		}
-		if err := s.writeDeletes(ctx, t, dels); err != nil {
+		if err := s.writeDeletes(ctx, t, gone); err != nil {
+			return err
+		}
+		if err := s.writePuts(ctx, t, puts); err != nil {
 			return err
 		}
 	}
@@ -550,55 +576,96 @@ func latestPut(g *group, stored string) *planned {
 }
 
 type tombstone struct {
-	table string
-	pe    *planned
+	table  string
+	pe     *planned
+	stored bool // the key has an (older) stored tombstone to replace
 }
 
 // storedKey is what the database holds for one key: the commit order of its
 // merged row and of its tombstone ("" when absent).
 type storedKey struct{ row, tomb string }
 
-// storedOrders reads, for the keys of gs, the commit orders of their stored
-// rows and tombstones.
-func (s *Sink) storedOrders(ctx context.Context, t *tableState, gs []*group) (map[string]storedKey, error) {
-	out := map[string]storedKey{}
-	if !t.registered {
-		return out, nil // created by this batch: nothing stored
+// readStored fills in the stored orders (row and tombstone) of the groups
+// of tables created before this batch. The batch's keys are appended to
+// the connection's temporary keysTable, then joined with each merged table
+// and with the tombstones: no key list is bound as a parameter (slow to
+// bind) and the tombstones are read once for all tables.
+func (s *Sink) readStored(ctx context.Context, tables []*tableState, perTable map[*tableState][]*group) error {
+	byName := map[string]map[string]*group{}
+	n := 0
+	for _, t := range tables {
+		if !t.registered || len(perTable[t]) == 0 {
+			continue // created by this batch: nothing stored
+		}
+		m := make(map[string]*group, len(perTable[t]))
+		for _, g := range perTable[t] {
+			m[g.key] = g
+		}
+		byName[t.name] = m
+		n += len(m)
 	}
-	keys := make([]string, len(gs))
-	for i, g := range gs {
-		keys[i] = g.key
+	if n == 0 {
+		return nil
 	}
-	read := func(tomb bool, query string, args ...any) error {
+	err := s.withDriver(func(dc driver.Conn) error {
+		a, err := duckdb.NewAppender(dc, "temp", "main", keysTable)
+		if err != nil {
+			return err
+		}
+		for name, m := range byName {
+			for key := range m {
+				if err := a.AppendRow(name, key); err != nil {
+					a.Close()
+					return err
+				}
+			}
+		}
+		return a.CloseWithCancel(ctx)
+	})
+	if err != nil {
+		return fmt.Errorf("stage the batch's keys: %w", err)
+	}
+	read := func(query string, set func(table, key, order string), args ...any) error {
 		rows, err := s.conn.QueryContext(ctx, query, args...)
 		if err != nil {
 			return err
 		}
 		for rows.Next() {
-			var k, o string
-			if err := rows.Scan(&k, &o); err != nil {
+			var table, k, o string
+			if err := rows.Scan(&table, &k, &o); err != nil {
 				rows.Close()
 				return err
 			}
-			sk := out[k]
-			if tomb {
-				sk.tomb = o
-			} else {
-				sk.row = o
-			}
-			out[k] = sk
+			set(table, k, o)
 		}
 		return closeRows(rows)
 	}
-	if t.merged {
-		if err := read(false, sqlgen.SelectStoredOrders(dialect, t.name), keys); err != nil {
-			return nil, fmt.Errorf("read stored rows of %s: %w", t.name, err)
+	for _, t := range tables {
+		m := byName[t.name]
+		if m == nil || !t.merged {
+			continue
+		}
+		err := read(selectStored(t.name), func(_, k, o string) {
+			if g := m[k]; g != nil {
+				g.stored.row = o
+			}
+		}, t.name)
+		if err != nil {
+			return fmt.Errorf("read stored rows of %s: %w", t.name, err)
 		}
 	}
-	if err := read(true, sqlgen.SelectTombstones(dialect), t.name, keys); err != nil {
-		return nil, fmt.Errorf("read tombstones of %s: %w", t.name, err)
+	err = read(selectTombstones(), func(table, k, o string) {
+		if g := byName[table][k]; g != nil {
+			g.stored.tomb = o
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("read tombstones: %w", err)
 	}
-	return out, nil
+	if _, err := s.conn.ExecContext(ctx, "DELETE FROM "+keysRelation); err != nil {
+		return fmt.Errorf("clear the batch's keys: %w", err)
+	}
+	return nil
 }
 
 const srcRelation = "_cdc_src"
@@ -683,24 +750,30 @@ func driverValue(t sqlgen.Type, v any) driver.Value {
 
 var orderType, textType = sqlgen.TVarchar, sqlgen.TVarchar
 
-// writeUpserts merges the winning puts of t into its merged table.
-func (s *Sink) writeUpserts(ctx context.Context, t *tableState, puts []putRow) error {
-	if len(puts) == 0 {
-		return nil
-	}
+// bookkeeping is the staged bookkeeping columns of t's rows and their types.
+func bookkeeping(t *tableState) ([]string, []sqlgen.Type) {
 	names := []string{sqlgen.ColRecordID, sqlgen.ColCommitOrder, sqlgen.ColCommitTimestamp, sqlgen.ColOp}
 	types := []sqlgen.Type{textType, orderType, {Kind: sqlgen.TimestampTZ}, textType}
 	if t.hasDeleted {
 		names = append(names, sqlgen.ColDeleted)
 		types = append(types, sqlgen.TBoolean)
 	}
+	return names, types
+}
+
+// writePuts appends the rows of puts to t's merged table. Their keys have
+// no stored row left: writeDeletes removed the older ones.
+func (s *Sink) writePuts(ctx context.Context, t *tableState, puts []putRow) error {
+	if len(puts) == 0 {
+		return nil
+	}
+	names, types := bookkeeping(t)
 	nb := len(names)
 	for _, c := range t.cols {
 		names = append(names, c.name)
 		types = append(types, c.typ)
 	}
-	query := sqlgen.UpsertRows(dialect, t.name, names, srcRelation)
-	err := s.queryAppend(ctx, query, names, types, len(puts), func(i int, row []driver.Value) error {
+	err := s.queryAppend(ctx, insertRows(t.name, names, srcRelation), names, types, len(puts), func(i int, row []driver.Value) error {
 		pe := puts[i].pe
 		row[0], row[1], row[2], row[3] = pe.e.Key, pe.order, commitTime(pe.e), string(pe.e.Op)
 		if t.hasDeleted {
@@ -723,39 +796,73 @@ func (s *Sink) writeUpserts(ctx context.Context, t *tableState, puts []putRow) e
 	return nil
 }
 
-// writeDeletes removes (or, soft-deleting, marks) the deleted keys of t.
-func (s *Sink) writeDeletes(ctx context.Context, t *tableState, dels []*planned) error {
+// writeCarried writes the soft deletes of keys whose stored row keeps its
+// values: a copy of the stored row with the delete's bookkeeping. The
+// stored row itself goes with writeDeletes.
+func (s *Sink) writeCarried(ctx context.Context, t *tableState, dels []*planned) error {
 	if len(dels) == 0 {
 		return nil
 	}
-	var err error
-	if s.soft(t.name) {
-		names := sqlgen.BookkeepingColumns(true)
-		types := []sqlgen.Type{textType, orderType, {Kind: sqlgen.TimestampTZ}, textType, sqlgen.TBoolean}
-		err = s.queryAppend(ctx, sqlgen.SoftDeleteRows(dialect, t.name, srcRelation), names, types, len(dels), func(i int, row []driver.Value) error {
-			pe := dels[i]
-			row[0], row[1], row[2], row[3], row[4] = pe.e.Key, pe.order, commitTime(pe.e), string(pe.e.Op), true
-			return nil
-		})
-	} else {
-		names := []string{sqlgen.ColRecordID, sqlgen.ColCommitOrder}
-		err = s.queryAppend(ctx, sqlgen.DeleteRows(dialect, t.name, srcRelation), names, []sqlgen.Type{textType, orderType}, len(dels), func(i int, row []driver.Value) error {
-			row[0], row[1] = dels[i].e.Key, dels[i].order
-			return nil
-		})
+	data := make([]string, len(t.cols))
+	for i, c := range t.cols {
+		data[i] = c.name
 	}
+	names, types := bookkeeping(t)
+	err := s.queryAppend(ctx, carryRows(t.name, data, srcRelation), names, types, len(dels), func(i int, row []driver.Value) error {
+		pe := dels[i]
+		row[0], row[1], row[2], row[3], row[4] = pe.e.Key, pe.order, commitTime(pe.e), string(pe.e.Op), true
+		return nil
+	})
 	if err != nil {
-		return fmt.Errorf("delete %d rows from %s: %w", len(dels), t.name, err)
+		return fmt.Errorf("soft-delete %d rows of %s: %w", len(dels), t.name, err)
 	}
 	return nil
 }
 
+// writeDeletes removes the stored rows of t that the winners in gone
+// replace or delete (only rows older than the winner: the Go decision
+// repeated in SQL).
+func (s *Sink) writeDeletes(ctx context.Context, t *tableState, gone []*planned) error {
+	if len(gone) == 0 {
+		return nil
+	}
+	names := []string{sqlgen.ColRecordID, sqlgen.ColCommitOrder}
+	query := deleteOlder(t.name, names[:1], sqlgen.ColCommitOrder, srcRelation)
+	err := s.queryAppend(ctx, query, names, []sqlgen.Type{textType, orderType}, len(gone), func(i int, row []driver.Value) error {
+		row[0], row[1] = gone[i].e.Key, gone[i].order
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("delete %d rows from %s: %w", len(gone), t.name, err)
+	}
+	return nil
+}
+
+// writeTombstones replaces the older tombstones of tombs' keys and appends
+// the new ones.
 func (s *Sink) writeTombstones(ctx context.Context, tombs []tombstone) error {
 	if len(tombs) == 0 {
 		return nil
 	}
 	types := []sqlgen.Type{textType, textType, orderType, {Kind: sqlgen.TimestampTZ}}
-	err := s.queryAppend(ctx, sqlgen.UpsertTombstones(dialect, srcRelation), sqlgen.TombstoneColumns, types, len(tombs), func(i int, row []driver.Value) error {
+	var replaced []tombstone
+	for _, tb := range tombs {
+		if tb.stored {
+			replaced = append(replaced, tb)
+		}
+	}
+	cols := sqlgen.TombstoneColumns
+	if len(replaced) > 0 {
+		err := s.queryAppend(ctx, deleteOlder(sqlgen.TombstonesTable, cols[:2], cols[2], srcRelation), cols[:3], types[:3], len(replaced), func(i int, row []driver.Value) error {
+			tb := replaced[i]
+			row[0], row[1], row[2] = tb.table, tb.pe.e.Key, tb.pe.order
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("replace %d tombstones: %w", len(replaced), err)
+		}
+	}
+	err := s.queryAppend(ctx, insertRows(sqlgen.TombstonesTable, cols, srcRelation), cols, types, len(tombs), func(i int, row []driver.Value) error {
 		tb := tombs[i]
 		row[0], row[1], row[2], row[3] = tb.table, tb.pe.e.Key, tb.pe.order, commitTime(tb.pe.e)
 		return nil

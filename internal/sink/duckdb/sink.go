@@ -6,9 +6,11 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"os"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	duckdb "github.com/duckdb/duckdb-go/v2"
@@ -39,11 +41,19 @@ type Sink struct {
 	mu     sync.Mutex
 	opts   Options
 	cfg    map[string]tableConfig // by folded table name
-	db     *sql.DB
-	conn   *sql.Conn // the only connection that writes
+	db     atomic.Pointer[sql.DB] // replaced by reopen
+	conn   *sql.Conn              // the only connection that writes
+	thread *thread                // the OS thread conn is used on
 	tables map[string]*tableState
 	nextID int64 // event_id of the next logged event
 	closed bool
+
+	// Checkpoint policy (maybeCheckpoint).
+	walLimit  int64 // checkpoint when the WAL is this large (bytes)
+	walSize   int64 // WAL size after the last Apply
+	logRows   int   // events logged since the last checkpoint
+	ckptError error // the last checkpoint's error, nil once one succeeds
+	broken    bool  // the database was invalidated and is not reopened yet
 
 	types map[sqlgen.Type]duckdb.TypeInfo
 
@@ -59,29 +69,39 @@ func Open(ctx context.Context, opts Options) (*Sink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("duckdb sink options: %w", err)
 	}
-	db, err := sql.Open("duckdb", opts.Path)
+	walLimit, _ := parseSize(opts.CheckpointThreshold) // validated by resolve
+	db, err := sql.Open("duckdb", opts.dsn(walLimit))
 	if err != nil {
 		return nil, fmt.Errorf("open duckdb %q: %w", opts.Path, err)
 	}
-	s := &Sink{opts: opts, cfg: cfg, db: db, types: map[sqlgen.Type]duckdb.TypeInfo{}}
-	if err := s.init(ctx); err != nil {
-		if s.conn != nil {
-			s.conn.Close()
+	s := &Sink{opts: opts, cfg: cfg, thread: startThread(), walLimit: walLimit, types: map[sqlgen.Type]duckdb.TypeInfo{}}
+	s.db.Store(db)
+	err = s.thread.run(func() error {
+		err := s.init(ctx)
+		if err != nil {
+			if s.conn != nil {
+				s.conn.Close()
+			}
+			db.Close()
 		}
-		db.Close()
+		return err
+	})
+	if err != nil {
+		s.thread.stop()
 		return nil, fmt.Errorf("open duckdb %q: %w", opts.Path, err)
 	}
 	return s, nil
 }
 
 func (s *Sink) init(ctx context.Context) error {
-	conn, err := s.db.Conn(ctx)
+	conn, err := s.db.Load().Conn(ctx)
 	if err != nil {
 		return err
 	}
 	s.conn = conn
 	err = s.inTx(ctx, func() error {
-		for _, ddl := range sqlgen.BaseDDL(dialect) {
+		ddl, _ := baseDDL()
+		for _, ddl := range append(ddl, createKeysTable()) {
 			if _, err := conn.ExecContext(ctx, ddl); err != nil {
 				return fmt.Errorf("create base tables: %w", err)
 			}
@@ -186,7 +206,8 @@ func (s *Sink) inTx(ctx context.Context, fn func() error) error {
 	}
 	err := fn()
 	if err == nil {
-		if _, err = s.conn.ExecContext(ctx, "COMMIT"); err != nil {
+		_, err = s.conn.ExecContext(ctx, "COMMIT")
+		if err != nil {
 			err = fmt.Errorf("commit: %w", err)
 		}
 	}
@@ -199,8 +220,9 @@ func (s *Sink) inTx(ctx context.Context, fn func() error) error {
 }
 
 // DB returns the sink's database handle, for reading (tests, the CLI).
-// Writing through it bypasses the sink's bookkeeping.
-func (s *Sink) DB() *sql.DB { return s.db }
+// Writing through it bypasses the sink's bookkeeping. The handle changes
+// when the sink reopens the database after a fatal DuckDB error.
+func (s *Sink) DB() *sql.DB { return s.db.Load() }
 
 // Checkpoints returns the stored checkpoints of source ("" for all), exactly
 // as they were applied.
@@ -209,7 +231,7 @@ func (s *Sink) Checkpoints(ctx context.Context, source string) ([]change.Checkpo
 	if source != "" {
 		args = append(args, source)
 	}
-	rows, err := s.db.QueryContext(ctx, sqlgen.SelectCheckpoints(dialect, source != ""), args...)
+	rows, err := s.db.Load().QueryContext(ctx, sqlgen.SelectCheckpoints(dialect, source != ""), args...)
 	if err != nil {
 		return nil, fmt.Errorf("read checkpoints: %w", err)
 	}
@@ -241,10 +263,17 @@ func (s *Sink) Close(ctx context.Context) error {
 		return nil
 	}
 	s.closed = true
-	err := s.conn.Close()
-	if cerr := s.db.Close(); err == nil {
-		err = cerr
-	}
+	err := s.thread.run(func() error {
+		var err error
+		if s.conn != nil {
+			err = s.conn.Close()
+		}
+		if cerr := s.db.Load().Close(); err == nil {
+			err = cerr
+		}
+		return err
+	})
+	s.thread.stop()
 	if err != nil {
 		return fmt.Errorf("close duckdb %q: %w", s.opts.Path, err)
 	}
@@ -316,4 +345,68 @@ func classify(err error) error {
 		}
 	}
 	return err
+}
+
+// maybeCheckpoint checkpoints after a committed batch of logged events when
+// the WAL has reached walLimit or CheckpointRows events were logged since
+// the last checkpoint (see CheckpointRows). The batch is durable in the WAL
+// either way: a failed checkpoint is kept in ckptError and tried again
+// after the next batch; a checkpoint that invalidates the database fails
+// the next Apply, which reopens it.
+func (s *Sink) maybeCheckpoint(ctx context.Context, logged int) {
+	if s.opts.Path == "" {
+		return // in memory: nothing to write
+	}
+	s.logRows += logged
+	var wal int64
+	if fi, err := os.Stat(s.opts.Path + ".wal"); err == nil {
+		wal = fi.Size()
+	}
+	if wal < s.walSize {
+		// DuckDB checkpointed on its own (its threshold is twice ours: a
+		// single large batch).
+		s.logRows = logged
+	}
+	s.walSize = wal
+	if s.logRows < CheckpointRows && wal < s.walLimit {
+		return
+	}
+	if _, err := s.conn.ExecContext(ctx, "CHECKPOINT"); err != nil {
+		s.ckptError = fmt.Errorf("checkpoint: %w", err)
+		if fatal(err) {
+			_ = s.reopen(ctx) // on failure, the next Apply tries again
+		}
+		return
+	}
+	s.ckptError, s.logRows, s.walSize = nil, 0, 0
+}
+
+// fatal reports whether err left DuckDB's database invalidated: DuckDB then
+// refuses every statement until the database is closed and opened again.
+func fatal(err error) bool {
+	var de *duckdb.Error
+	return errors.As(err, &de) && (de.Type == duckdb.ErrorTypeFatal || de.Type == duckdb.ErrorTypeInternal)
+}
+
+// reopen closes an invalidated database and opens it again (on the sink's
+// thread): DuckDB replays the WAL, so every committed batch is there, and
+// the sink reloads its schema and event_id counter. Until it succeeds,
+// s.broken makes every Apply try again first.
+func (s *Sink) reopen(ctx context.Context) error {
+	s.broken = true
+	if s.conn != nil {
+		_ = s.conn.Close()
+		s.conn = nil
+	}
+	_ = s.db.Load().Close()
+	db, err := sql.Open("duckdb", s.opts.dsn(s.walLimit))
+	if err != nil {
+		return fmt.Errorf("reopen duckdb %q: %w", s.opts.Path, err)
+	}
+	s.db.Store(db)
+	if err := s.init(ctx); err != nil {
+		return fmt.Errorf("reopen duckdb %q: %w", s.opts.Path, err)
+	}
+	s.broken, s.logRows, s.walSize = false, 0, 0
+	return nil
 }

@@ -388,6 +388,11 @@ func TestOptionsErrors(t *testing.T) {
 		{"column", Options{Tables: map[string]TableOptions{"t": {Columns: map[string]string{"_cdc_x": "TEXT"}}}}, "reserved prefix"},
 		{"table", Options{Tables: map[string]TableOptions{"cdc_events": {}}}, "reserved"},
 		{"deleted", Options{SoftDelete: true, Tables: map[string]TableOptions{"t": {Columns: map[string]string{"_deleted": "BOOLEAN"}}}}, "soft deletes"},
+		{"memory", Options{MemoryLimit: "lots"}, `memory_limit: "lots" is not a size`},
+		{"memory zero", Options{MemoryLimit: "0MB"}, "memory_limit"},
+		{"threshold", Options{CheckpointThreshold: "64 furlongs"}, "checkpoint_threshold"},
+		{"threshold vs memory", Options{MemoryLimit: "96MB", CheckpointThreshold: "65MB"}, "more than 2/3 of memory_limit 96MB"},
+		{"threads", Options{Threads: -1}, "threads: -1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.opts.Path = filepath.Join(t.TempDir(), "w.duckdb")
