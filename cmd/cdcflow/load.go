@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -164,8 +165,7 @@ func jobFromConfig(cfg *config.Config, s *streams) (job, error) {
 	var duck duckdb.Options
 	var openSink func(context.Context) (sink.Sink, error)
 	if d := cfg.Sink.DuckDB; d != nil {
-		duck = duckdb.Options{Path: d.Path, TableNaming: d.TableNaming, SoftDelete: d.SoftDelete,
-			DeadLetterTable: d.DeadLetterTable, Tables: duckTables(cfg)}
+		duck = duckOptions(cfg)
 	} else {
 		openSink = postgresOpener(cfg, slog.New(h))
 	}
@@ -324,4 +324,21 @@ func printSummary(w io.Writer, s pipeline.Summary) {
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
 	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// duckOptions returns the DuckDB sink options of cfg, whose sink is DuckDB.
+func duckOptions(cfg *config.Config) duckdb.Options {
+	d := cfg.Sink.DuckDB
+	return duckdb.Options{Path: d.Path, TableNaming: d.TableNaming, SoftDelete: d.SoftDelete,
+		DeadLetterTable: d.DeadLetterTable, Tables: duckTables(cfg),
+		MemoryLimit: byteSize(d.MemoryLimit), Threads: d.Threads, CheckpointThreshold: byteSize(d.CheckpointThreshold)}
+}
+
+// byteSize spells a configured size for duckdb.Options ("" for 0: the
+// sink's default).
+func byteSize(b config.ByteSize) string {
+	if b <= 0 {
+		return ""
+	}
+	return strconv.FormatInt(int64(b), 10) + "B"
 }

@@ -11,6 +11,8 @@ import (
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/cdcflow/cdcflow/internal/sink/duckdb"
 )
 
 // cli runs cdcflow in-process and returns its exit code, stdout and stderr.
@@ -240,5 +242,36 @@ dead_letters: { file: ` + filepath.Join(dir, "dl.ndjson") + ` }
 				t.Errorf("ddl %s lacks %s", dialect, want)
 			}
 		}
+	}
+}
+
+// TestDuckDBResourceKeys checks that sink.duckdb's memory_limit, threads and
+// checkpoint_threshold reach the database.
+func TestDuckDBResourceKeys(t *testing.T) {
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "cdcflow.yaml")
+	cfg := "source:\n  file: { paths: [x.ndjson] }\nsink:\n  duckdb: { path: " + filepath.Join(dir, "r.duckdb") +
+		", memory_limit: 300MiB, threads: 2, checkpoint_threshold: 100MB }\n"
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := loadConfig(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := duckdb.Open(context.Background(), duckOptions(c))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(context.Background())
+	var mem, threads, ckpt string
+	err = s.DB().QueryRow(`SELECT current_setting('memory_limit'), CAST(current_setting('threads') AS VARCHAR), current_setting('checkpoint_threshold')`).Scan(&mem, &threads, &ckpt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// DuckDB prints sizes in its own rounding; DuckDB's checkpoint_threshold
+	// is twice the sink's (a safety net, docs/sinks.md).
+	if mem != "300.0 MiB" || threads != "2" || ckpt != "190.7 MiB" {
+		t.Errorf("memory_limit %q threads %q checkpoint_threshold %q, want 300.0 MiB, 2, 190.7 MiB", mem, threads, ckpt)
 	}
 }

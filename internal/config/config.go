@@ -120,6 +120,11 @@ type DuckDBSink struct {
 	TableNaming     string `yaml:"table_naming"`      // NamingTable or NamingSchemaTable
 	SoftDelete      bool   `yaml:"soft_delete"`       // keep deleted rows, marked, in merged tables
 	DeadLetterTable bool   `yaml:"dead_letter_table"` // store dead letters in a table too
+
+	// DuckDB resources (docs/sinks.md, "DuckDB specifics").
+	MemoryLimit         ByteSize `yaml:"memory_limit"`         // DuckDB's buffer pool
+	Threads             int      `yaml:"threads"`              // DuckDB's threads
+	CheckpointThreshold ByteSize `yaml:"checkpoint_threshold"` // WAL size that triggers a checkpoint; <= 2/3 of memory_limit
 }
 
 // PostgresSink stores changes in a PostgreSQL database.
@@ -202,7 +207,8 @@ var (
 	DefaultLog      = Log{Level: "info", Format: LogText}
 	DefaultKafka    = KafkaSource{Group: "cdcflow", Start: StartEarliest, MaxInFlight: 4}
 	DefaultKinesis  = KinesisSource{Start: StartTrimHorizon}
-	DefaultDuckDB   = DuckDBSink{Path: "cdcflow.duckdb", TableNaming: NamingTable, DeadLetterTable: true}
+	DefaultDuckDB   = DuckDBSink{Path: "cdcflow.duckdb", TableNaming: NamingTable, DeadLetterTable: true,
+		MemoryLimit: 112 * MB, Threads: 1, CheckpointThreshold: 64 * MB}
 	DefaultPostgres = PostgresSink{Schema: "public", TableNaming: NamingTable, DeadLetterTable: true}
 )
 

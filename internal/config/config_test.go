@@ -113,7 +113,7 @@ func TestReadmeExamples(t *testing.T) {
 	if c.Source.Kafka != nil || c.Source.Kinesis != nil || c.Sink.Postgres != nil {
 		t.Errorf("unexpected sections set: %+v %+v", c.Source, c.Sink)
 	}
-	wantDuck := DuckDBSink{Path: "cdcflow.duckdb", TableNaming: NamingTable, DeadLetterTable: true}
+	wantDuck := DefaultDuckDB
 	if c.Sink.DuckDB == nil || *c.Sink.DuckDB != wantDuck {
 		t.Errorf("sink.duckdb = %+v, want %+v", c.Sink.DuckDB, wantDuck)
 	}
@@ -301,6 +301,8 @@ var badCases = map[string][]string{
 	"ranges": {
 		`:3: decode.max_fragment_bytes: must be positive, got 0`,
 		`:3: decode.fragment_timeout: must be positive, got -1s`,
+		`:5: sink.duckdb.checkpoint_threshold: 80MB is more than 2/3 of memory_limit 96MB: DuckDB must hold the rows of a checkpoint in memory`,
+		`:5: sink.duckdb.threads: must be at least 1, got 0`,
 		`:7: pipeline.batch_max_events: must be at least 1, got 0`,
 		`:8: pipeline.batch_max_wait: must be positive, got 0s`,
 		`:9: pipeline.max_attempts: must be at least 1, got -2`,

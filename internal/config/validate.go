@@ -308,6 +308,18 @@ func (v *validator) sink(s *Sink) {
 	if d := s.DuckDB; d != nil {
 		v.text("sink.duckdb.path", d.Path)
 		v.oneOf("sink.duckdb.table_naming", d.TableNaming, TableNamings)
+		switch {
+		case d.MemoryLimit <= 0:
+			v.add("sink.duckdb.memory_limit", "must be positive, got %s", d.MemoryLimit)
+		case d.CheckpointThreshold <= 0:
+			v.add("sink.duckdb.checkpoint_threshold", "must be positive, got %s", d.CheckpointThreshold)
+		case d.CheckpointThreshold > d.MemoryLimit*2/3:
+			v.add("sink.duckdb.checkpoint_threshold", "%s is more than 2/3 of memory_limit %s: DuckDB must hold the rows of a checkpoint in memory",
+				d.CheckpointThreshold, d.MemoryLimit)
+		}
+		if d.Threads < 1 {
+			v.add("sink.duckdb.threads", "must be at least 1, got %d", d.Threads)
+		}
 	}
 	if pg := s.Postgres; pg != nil {
 		if msg := checkPostgresURL(pg.URL.Value()); msg != "" {

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,9 +9,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/cdcflow/cdcflow/internal/change"
 	"github.com/cdcflow/cdcflow/internal/sink/duckdb"
-	"github.com/cdcflow/cdcflow/internal/sink/sinktest"
 )
 
 // Fixtures and probes of the bugs TestDifferential found. Their failing
@@ -21,48 +18,6 @@ import (
 // accepts exactly the bug's symptom only then (and says so in its log), so
 // it keeps finding other bugs meanwhile and turns strict by itself once the
 // fix lands.
-
-// viewJSONNull reports, for a fresh DuckDB sink, what the current-state view
-// and the merged table return for a JSON column whose value is JSON null.
-func viewJSONNull(t *testing.T) (viewIsNull, mergedIsNull bool, viewText sql.NullString) {
-	t.Helper()
-	snk, err := duckdb.Open(context.Background(), duckdb.Options{Path: filepath.Join(t.TempDir(), "w.duckdb"), DeadLetterTable: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer snk.Close(context.Background())
-	st := sinktest.NewStream("s", "0")
-	b := &change.Batch{Events: []change.Event{
-		st.Put("docs", "1", 1000, `{"id":"1","doc":{"a":1}}`),
-		st.Put("docs", "2", 2000, `{"id":"2","doc":null}`),
-	}}
-	if _, err := snk.Apply(context.Background(), b); err != nil {
-		t.Fatal(err)
-	}
-	db := snk.DB()
-	if err := db.QueryRow(`SELECT doc IS NULL, CAST(doc AS VARCHAR) FROM docs_current WHERE record_id = '2'`).Scan(&viewIsNull, &viewText); err != nil {
-		t.Fatal(err)
-	}
-	if err := db.QueryRow(`SELECT doc IS NULL FROM docs WHERE _cdc_record_id = '2'`).Scan(&mergedIsNull); err != nil {
-		t.Fatal(err)
-	}
-	return viewIsNull, mergedIsNull, viewText
-}
-
-var (
-	viewJSONNullOnce sync.Once
-	viewJSONNullBug  bool
-)
-
-// viewJSONNullBugPresent probes once whether the bug of
-// TestBugViewJSONNullIsNotSQLNull is present.
-func viewJSONNullBugPresent(t *testing.T) bool {
-	viewJSONNullOnce.Do(func() {
-		v, m, text := viewJSONNull(t)
-		viewJSONNullBug = !v && m && text.Valid && text.String == "null"
-	})
-	return viewJSONNullBug
-}
 
 var (
 	fragmentBugsOnce sync.Once

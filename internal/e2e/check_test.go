@@ -147,10 +147,6 @@ func compareRow(d *diffs, where string, tbl *testgen.Table, want map[string]any,
 			}
 			continue
 		}
-		if g := got.vals[c.Name]; tol != nil && tol.viewJSONNull && w == nil && typ == "JSON" && g.Valid && g.String == "null" {
-			tol.seen++ // the symptom of TestBugViewJSONNullIsNotSQLNull, and nothing else
-			continue
-		}
 		if msg := columnValue(typ, w, got.vals[c.Name]); msg != "" {
 			d.add("%s.%s: %s", where, c.Name, msg)
 		}
@@ -259,9 +255,6 @@ func (s *scenario) mergedName(tbl *testgen.Table) string {
 // tolerance lets a check accept exactly the symptom of a known bug while its
 // reproduction in bugs_test.go shows the bug is present.
 type tolerance struct {
-	viewJSONNull bool // TestBugViewJSONNullIsNotSQLNull
-	seen         int  // values accepted because of it
-
 	// fragmentReplay: the DSQL restart bugs (TestBugResumeReholdsCompletedFragments,
 	// TestBugLateDuplicateFragmentAfterRestart, TestBugResumeRelogsCompletedSet).
 	// Accepted, in scenarios that crashed: fragment_timeout dead letters of

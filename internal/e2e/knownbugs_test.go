@@ -13,23 +13,6 @@ package e2e
 
 import "testing"
 
-// TestBugViewJSONNullIsNotSQLNull: in <table>_current a JSON-typed column
-// whose value is JSON null reads as the JSON value 'null', not SQL NULL,
-// while the merged table (and the view's other column types, extracted with
-// ->>) give SQL NULL. `WHERE doc IS NULL` therefore finds different rows in
-// the view and the merged table. Cause: sqlgen's view uses the JSON
-// operator -> for JSON columns (DuckDB and PostgreSQL alike), which returns
-// JSON null for a null member.
-func TestBugViewJSONNullIsNotSQLNull(t *testing.T) {
-	viewIsNull, mergedIsNull, text := viewJSONNull(t)
-	if !mergedIsNull {
-		t.Fatalf("merged table: JSON null stored as a value, want SQL NULL")
-	}
-	if !viewIsNull {
-		t.Errorf("docs_current.doc for {\"doc\":null} is %s, want SQL NULL like the merged table", showNull(text))
-	}
-}
-
 // TestBugResumeReholdsCompletedFragments: after a crash, a partition whose
 // checkpoint is Held is re-read from Resume, and every DSQL piece between
 // Resume and Applied is fed to the new decoder again, including pieces of

@@ -71,7 +71,6 @@ func TestDifferentialDetects(t *testing.T) {
 	v := variants[3] // dms: full images, every table
 	s := newScenario(t, seed, hist, v, p)
 	s.soft, s.naming = false, duckdb.NamingTable
-	s.tol = &tolerance{viewJSONNull: viewJSONNullBugPresent(t)} // TestBugViewJSONNullIsNotSQLNull
 	ref, refDead := s.reference(t)
 	runs := s.run(t, len(ref)+len(refDead))
 	if bad := s.verify(t, ref, refDead, false); len(bad) > 0 {

@@ -25,6 +25,11 @@ type Dialect interface {
 	OrderType() string
 	// BlobType is the type of raw record bytes.
 	BlobType() string
+	// KeyIndexes reports whether merged and tombstone tables get a PRIMARY
+	// KEY. DuckDB's are not worth it: an ART index costs work proportional
+	// to the table at every checkpoint, and the sink, the only writer, keeps
+	// keys unique itself (see internal/sink/duckdb/doc.go).
+	KeyIndexes() bool
 	// Fold maps an identifier to the form under which the engine considers
 	// two names equal (DuckDB: ASCII case-insensitive; PostgreSQL quoted
 	// names: exact).
@@ -115,6 +120,7 @@ func (duckDB) Name() string           { return "duckdb" }
 func (duckDB) TypeName(t Type) string { return t.String() }
 func (duckDB) OrderType() string      { return "VARCHAR" }
 func (duckDB) BlobType() string       { return "BLOB" }
+func (duckDB) KeyIndexes() bool       { return false }
 func (duckDB) Param(n int) string     { return "$" + strconv.Itoa(n) }
 
 func (duckDB) Fold(name string) string {
@@ -168,6 +174,7 @@ type postgres struct{}
 func (postgres) Name() string         { return "postgres" }
 func (postgres) OrderType() string    { return `TEXT COLLATE "C"` }
 func (postgres) BlobType() string     { return "BYTEA" }
+func (postgres) KeyIndexes() bool     { return true }
 func (postgres) Fold(s string) string { return s }
 func (postgres) Param(n int) string   { return "$" + strconv.Itoa(n) }
 

@@ -97,7 +97,7 @@ func BaseDDL(d Dialect) []string {
 			"commit_order " + order + " NOT NULL",
 			"commit_timestamp " + ts,
 			"PRIMARY KEY (table_name, record_id)",
-		}),
+		}[:keyedDefs(d, 5)]),
 		createTable(d, TablesTable, []string{
 			"table_name " + text + " PRIMARY KEY",
 			"source_schema " + text,
@@ -115,6 +115,15 @@ func BaseDDL(d Dialect) []string {
 			"PRIMARY KEY (table_name, column_name)",
 		}),
 	}
+}
+
+// keyedDefs returns n, or n-1 (dropping a trailing PRIMARY KEY clause) when
+// d does not index keys.
+func keyedDefs(d Dialect, n int) int {
+	if d.KeyIndexes() {
+		return n
+	}
+	return n - 1
 }
 
 func createTable(_ Dialect, name string, defs []string) string {
@@ -140,6 +149,9 @@ func CreateMergedTable(d Dialect, name string, cols []Column, soft bool) string 
 		QuoteIdent(ColCommitOrder) + " " + d.OrderType() + " NOT NULL",
 		QuoteIdent(ColCommitTimestamp) + " " + d.TypeName(Type{Kind: TimestampTZ}),
 		QuoteIdent(ColOp) + " " + text + " NOT NULL",
+	}
+	if !d.KeyIndexes() {
+		defs[0] = QuoteIdent(ColRecordID) + " " + text + " NOT NULL"
 	}
 	if soft {
 		defs = append(defs, QuoteIdent(ColDeleted)+" "+d.TypeName(TBoolean)+" NOT NULL DEFAULT false")
@@ -188,7 +200,8 @@ func CreateView(d Dialect, v View) string {
 		}
 		var expr string
 		if c.Type.Kind == JSON {
-			expr = d.JSONField("event_data", c.Name, false)
+			// JSON null reads as SQL NULL, as in the merged table.
+			expr = "NULLIF(" + d.JSONField("event_data", c.Name, false) + ", CAST('null' AS " + d.TypeName(c.Type) + "))"
 		} else {
 			expr = d.CastText(d.JSONField("event_data", c.Name, true), c.Type)
 		}

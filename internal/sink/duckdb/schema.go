@@ -233,7 +233,7 @@ func schemaDDL(t *tableState, logOnly bool, soft bool, now time.Time) []stmt {
 	if !logOnly {
 		switch {
 		case !t.merged:
-			out = append(out, stmt{createMergedTable(t.name, t.columns(), soft), nil})
+			out = append(out, stmt{sqlgen.CreateMergedTable(dialect, t.name, t.columns(), soft), nil})
 			t.merged, t.hasDeleted = true, soft
 		default:
 			for _, c := range t.cols {

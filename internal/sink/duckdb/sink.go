@@ -100,8 +100,7 @@ func (s *Sink) init(ctx context.Context) error {
 	}
 	s.conn = conn
 	err = s.inTx(ctx, func() error {
-		ddl, _ := baseDDL()
-		for _, ddl := range append(ddl, createKeysTable()) {
+		for _, ddl := range append(sqlgen.BaseDDL(dialect), createKeysTable()) {
 			if _, err := conn.ExecContext(ctx, ddl); err != nil {
 				return fmt.Errorf("create base tables: %w", err)
 			}

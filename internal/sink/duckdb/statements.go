@@ -10,52 +10,9 @@ import (
 // checkpoints) come from sqlgen; these exist because DuckDB is a column
 // store whose UPDATE (and so INSERT ... ON CONFLICT DO UPDATE) and ART
 // indexes cost work proportional to the table at every checkpoint: a
-// merged row is replaced by DELETE + append instead, and the tables the
-// sink creates have no PRIMARY KEY (the sink keeps keys unique: see
-// doc.go).
-
-// baseDDL is sqlgen.BaseDDL with the tombstone table created without its
-// primary key. It reports whether the tombstone statement was found (a
-// test asserts it, so a change in sqlgen cannot silently bring the index
-// back).
-func baseDDL() ([]string, bool) {
-	ddl := sqlgen.BaseDDL(dialect)
-	prefix := "CREATE TABLE IF NOT EXISTS " + sqlgen.QuoteIdent(sqlgen.TombstonesTable) + " "
-	for i, st := range ddl {
-		if strings.HasPrefix(st, prefix) {
-			ddl[i] = createTombstones()
-			return ddl, true
-		}
-	}
-	return ddl, false
-}
-
-func createTombstones() string {
-	text, order := dialect.TypeName(sqlgen.TVarchar), dialect.OrderType()
-	return "CREATE TABLE IF NOT EXISTS " + sqlgen.QuoteIdent(sqlgen.TombstonesTable) + " (\n" +
-		"  table_name " + text + " NOT NULL,\n" +
-		"  record_id " + text + " NOT NULL,\n" +
-		"  commit_order " + order + " NOT NULL,\n" +
-		"  commit_timestamp " + dialect.TypeName(sqlgen.Type{Kind: sqlgen.TimestampTZ}) + "\n)"
-}
-
-// createMergedTable is sqlgen.CreateMergedTable without the primary key.
-func createMergedTable(name string, cols []sqlgen.Column, soft bool) string {
-	text := dialect.TypeName(sqlgen.TVarchar)
-	defs := []string{
-		sqlgen.QuoteIdent(sqlgen.ColRecordID) + " " + text + " NOT NULL",
-		sqlgen.QuoteIdent(sqlgen.ColCommitOrder) + " " + dialect.OrderType() + " NOT NULL",
-		sqlgen.QuoteIdent(sqlgen.ColCommitTimestamp) + " " + dialect.TypeName(sqlgen.Type{Kind: sqlgen.TimestampTZ}),
-		sqlgen.QuoteIdent(sqlgen.ColOp) + " " + text + " NOT NULL",
-	}
-	if soft {
-		defs = append(defs, sqlgen.QuoteIdent(sqlgen.ColDeleted)+" "+dialect.TypeName(sqlgen.TBoolean)+" NOT NULL DEFAULT false")
-	}
-	for _, c := range cols {
-		defs = append(defs, sqlgen.QuoteIdent(c.Name)+" "+dialect.TypeName(c.Type))
-	}
-	return "CREATE TABLE IF NOT EXISTS " + sqlgen.QuoteIdent(name) + " (\n  " + strings.Join(defs, ",\n  ") + "\n)"
-}
+// merged row is replaced by DELETE + append instead. (The merged and
+// tombstone tables have no PRIMARY KEY either: sqlgen's DuckDB dialect
+// reports KeyIndexes false; see doc.go.)
 
 func quoteList(prefix string, names []string) string {
 	q := make([]string, len(names))

@@ -51,8 +51,7 @@ CREATE TABLE IF NOT EXISTS "_cdc_tombstones" (
   table_name VARCHAR NOT NULL,
   record_id VARCHAR NOT NULL,
   commit_order VARCHAR NOT NULL,
-  commit_timestamp TIMESTAMPTZ,
-  PRIMARY KEY (table_name, record_id)
+  commit_timestamp TIMESTAMPTZ
 );
 
 CREATE TABLE IF NOT EXISTS "_cdc_tables" (

@@ -51,8 +51,7 @@ CREATE TABLE IF NOT EXISTS "_cdc_tombstones" (
   table_name VARCHAR NOT NULL,
   record_id VARCHAR NOT NULL,
   commit_order VARCHAR NOT NULL,
-  commit_timestamp TIMESTAMPTZ,
-  PRIMARY KEY (table_name, record_id)
+  commit_timestamp TIMESTAMPTZ
 );
 
 CREATE TABLE IF NOT EXISTS "_cdc_tables" (
@@ -74,7 +73,7 @@ CREATE TABLE IF NOT EXISTS "_cdc_columns" (
 );
 
 CREATE TABLE IF NOT EXISTS "order_lines" (
-  "_cdc_record_id" VARCHAR PRIMARY KEY,
+  "_cdc_record_id" VARCHAR NOT NULL,
   "_cdc_commit_order" VARCHAR NOT NULL,
   "_cdc_commit_timestamp" TIMESTAMPTZ,
   "_cdc_op" VARCHAR NOT NULL,
@@ -106,7 +105,7 @@ INSERT INTO "_cdc_columns" (table_name, column_name, column_type, pinned, ordina
 ON CONFLICT DO NOTHING;
 
 CREATE TABLE IF NOT EXISTS "orders" (
-  "_cdc_record_id" VARCHAR PRIMARY KEY,
+  "_cdc_record_id" VARCHAR NOT NULL,
   "_cdc_commit_order" VARCHAR NOT NULL,
   "_cdc_commit_timestamp" TIMESTAMPTZ,
   "_cdc_op" VARCHAR NOT NULL,
@@ -122,7 +121,7 @@ CREATE TABLE IF NOT EXISTS "orders" (
 CREATE OR REPLACE VIEW "orders_current" AS
 SELECT record_id, event_data, commit_timestamp,
   TRY_CAST((event_data ->> '/id') AS BIGINT) AS "id",
-  (event_data -> '/meta') AS "meta",
+  NULLIF((event_data -> '/meta'), CAST('null' AS JSON)) AS "meta",
   TRY_CAST((event_data ->> '/paid') AS BOOLEAN) AS "paid",
   timezone('UTC', TRY_CAST((event_data ->> '/placed_at') AS TIMESTAMPTZ)) AS "placed_at",
   TRY_CAST((event_data ->> '/score') AS DOUBLE) AS "score",

@@ -122,7 +122,7 @@ CREATE TABLE IF NOT EXISTS "orders" (
 CREATE OR REPLACE VIEW "orders_current" AS
 SELECT record_id, event_data, commit_timestamp,
   CAST(CAST((event_data ->> 'id') AS NUMERIC) AS BIGINT) AS "id",
-  (event_data -> 'meta') AS "meta",
+  NULLIF((event_data -> 'meta'), CAST('null' AS JSONB)) AS "meta",
   CAST((event_data ->> 'paid') AS BOOLEAN) AS "paid",
   (CAST((event_data ->> 'placed_at') AS TIMESTAMPTZ) AT TIME ZONE 'UTC') AS "placed_at",
   CAST((event_data ->> 'score') AS DOUBLE PRECISION) AS "score",

@@ -51,8 +51,7 @@ CREATE TABLE IF NOT EXISTS "_cdc_tombstones" (
   table_name VARCHAR NOT NULL,
   record_id VARCHAR NOT NULL,
   commit_order VARCHAR NOT NULL,
-  commit_timestamp TIMESTAMPTZ,
-  PRIMARY KEY (table_name, record_id)
+  commit_timestamp TIMESTAMPTZ
 );
 
 CREATE TABLE IF NOT EXISTS "_cdc_tables" (
@@ -74,7 +73,7 @@ CREATE TABLE IF NOT EXISTS "_cdc_columns" (
 );
 
 CREATE TABLE IF NOT EXISTS "Weird ""Name""" (
-  "_cdc_record_id" VARCHAR PRIMARY KEY,
+  "_cdc_record_id" VARCHAR NOT NULL,
   "_cdc_commit_order" VARCHAR NOT NULL,
   "_cdc_commit_timestamp" TIMESTAMPTZ,
   "_cdc_op" VARCHAR NOT NULL,
