@@ -26,6 +26,16 @@ type Checkpoint struct {
 	Applied   Position
 	Held      bool
 	Resume    Position // the oldest held record; meaningful only when Held
+
+	// LeaseOwner and LeaseEpoch fence a partition shared through a lease
+	// table (Kinesis shards split between daemons). When LeaseEpoch > 0 the
+	// sink stores this checkpoint, and the batch's events and dead letters
+	// of this partition, only if LeaseOwner still holds the partition's
+	// lease at LeaseEpoch, checked in the batch's transaction; otherwise it
+	// stores none of them (the lease's new owner re-reads them from the
+	// stored checkpoint) and reports the partition in ApplyResult.Fenced.
+	LeaseOwner string
+	LeaseEpoch int64
 }
 
 // Batch is what the pipeline hands a sink in one Apply: events in stream
@@ -46,6 +56,7 @@ type ApplyResult struct {
 	Duplicates int            // events that were exact duplicates of one already applied
 	Stale      int            // events older than the stored row or tombstone: logged, not merged
 	Dead       map[string]int // dead letters stored, by reason (including rows the sink rejected)
+	Fenced     []string       // partitions (Source + "/" + Partition) not stored: their lease was lost (Checkpoint.LeaseEpoch)
 	Tables     map[string]int // events per source table
 }
 
@@ -61,6 +72,7 @@ func (r *ApplyResult) Add(o ApplyResult) {
 		}
 		r.Dead[k] += v
 	}
+	r.Fenced = append(r.Fenced, o.Fenced...)
 	for k, v := range o.Tables {
 		if r.Tables == nil {
 			r.Tables = map[string]int{}
