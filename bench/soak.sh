@@ -36,11 +36,7 @@ secs=$(( $(date +%s) - start ))
 
 passed=$(grep -c -- '--- PASS: TestDifferential/seed=' "$OUT/soak.log" || true)
 failed=$(grep -o -- '--- FAIL: TestDifferential/seed=[0-9]*/[a-z_]*' "$OUT/soak.log" | sed 's/.*seed=//' | sort -u || true)
-known=$(grep -c 'known bug' "$OUT/soak.log" || true)
 echo "scenarios passed=$passed failed=$(printf '%s' "$failed" | grep -c . || true) seconds=$secs seeds_per_sec=$(awk -v n="$SEEDS" -v s="$secs" 'BEGIN{printf "%.3f", n/s}')"
-if (( known > 0 )); then
-	echo "known-bug symptoms tolerated (go test -tags knownbugs -run TestBug ./internal/e2e): $known scenario reports"
-fi
 if [[ -n "$failed" ]]; then
 	echo "== failing seeds (details in $OUT/soak.log):"
 	while IFS=/ read -r seed format; do

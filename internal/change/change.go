@@ -45,6 +45,12 @@ type Event struct {
 	TxID       string   // source transaction id; "" when unknown
 	Position   Position // stream position of the record that completed the event
 	Raw        []byte   // the record's bytes
+
+	// ChunkID is, for an event reassembled from the pieces of an oversized
+	// DSQL record, its set's chunk id; "" otherwise. Sinks that implement
+	// sink.ChunkStore store it with the event, so a restarted decoder knows
+	// the set was completed (see sink.ChunkStore).
+	ChunkID string
 }
 
 // Image returns the row image that describes the event: After, or Before for

@@ -52,7 +52,8 @@ type Stats struct {
 	Held       int64            // DSQL pieces currently held for reassembly
 }
 
-// The Decoder's methods (New, Decode, Expire, Drain, OldestHeld, Stats) are
+// The Decoder's methods (New, Decode, Expire, Drain, OldestHeld,
+// RememberCompleted, Stats) are
 // in decoder.go. The contract:
 //
 //	func New(o Options) (*Decoder, error)
@@ -67,6 +68,9 @@ type Stats struct {
 //	// OldestHeld returns the oldest held position in a partition: the
 //	// checkpoint must not pass it.
 //	func (d *Decoder) OldestHeld(source, partition string) (change.Position, bool)
+//	// RememberCompleted marks chunk ids of DSQL sets stored before this
+//	// decoder started as completed (sink.ChunkStore).
+//	func (d *Decoder) RememberCompleted(ids []string)
 //	func (d *Decoder) Stats() Stats
 //
 // A Decoder is not safe for concurrent use.

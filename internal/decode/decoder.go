@@ -159,6 +159,12 @@ func (d *Decoder) OldestHeld(source, partition string) (change.Position, bool) {
 	return d.dsql.OldestHeld(source, partition)
 }
 
+// RememberCompleted tells the decoder the chunk ids of oversized DSQL
+// records whose sets were completed and stored before it started (see
+// sink.ChunkStore): their pieces, re-read after a restart or redelivered
+// late, are dropped as duplicates instead of being held again.
+func (d *Decoder) RememberCompleted(ids []string) { d.dsql.RememberCompleted(ids) }
+
 // Stats returns a snapshot of the counters.
 func (d *Decoder) Stats() Stats {
 	s := d.stats

@@ -132,7 +132,7 @@ func readTyped(db *sql.DB, table, idCol string, skip map[string]bool, withDelete
 }
 
 // compareRow compares one stored row with the expected row image.
-func compareRow(d *diffs, where string, tbl *testgen.Table, want map[string]any, got typedRow, cols []column, tol *tolerance) {
+func compareRow(d *diffs, where string, tbl *testgen.Table, want map[string]any, got typedRow, cols []column) {
 	types := map[string]string{}
 	for _, c := range cols {
 		types[c.name] = c.typ
@@ -222,14 +222,14 @@ func (s *scenario) checkState(db *sql.DB) []*diffs {
 			}
 			live[id] = r
 		}
-		compareRows(merged, name, tbl, want, live, cols, nil)
+		compareRows(merged, name, tbl, want, live, cols)
 
 		vrows, vcols, err := readTyped(db, sqlgen.ViewName(name), "record_id", viewFixed, false, true)
 		if err != nil {
 			views.add("%s: %v", sqlgen.ViewName(name), err)
 			continue
 		}
-		compareRows(views, sqlgen.ViewName(name), tbl, want, vrows, vcols, s.tol)
+		compareRows(views, sqlgen.ViewName(name), tbl, want, vrows, vcols)
 		for id, r := range vrows {
 			w, ok := want[id]
 			if !ok {
@@ -252,27 +252,14 @@ func (s *scenario) mergedName(tbl *testgen.Table) string {
 	return tbl.Name
 }
 
-// tolerance lets a check accept exactly the symptom of a known bug while its
-// reproduction in bugs_test.go shows the bug is present.
-type tolerance struct {
-	// fragmentReplay: the DSQL restart bugs (TestBugResumeReholdsCompletedFragments,
-	// TestBugLateDuplicateFragmentAfterRestart, TestBugResumeRelogsCompletedSet).
-	// Accepted, in scenarios that crashed: fragment_timeout dead letters of
-	// DSQL pieces the reference decode did not dead-letter, and log rows at
-	// a DSQL piece that repeat a change logged at its reference position.
-	fragmentReplay bool
-	fragments      int // dead letters accepted because of it
-	relogged       int // log rows accepted because of it
-}
-
-func compareRows(d *diffs, name string, tbl *testgen.Table, want map[string]map[string]any, got map[string]typedRow, cols []column, tol *tolerance) {
+func compareRows(d *diffs, name string, tbl *testgen.Table, want map[string]map[string]any, got map[string]typedRow, cols []column) {
 	for _, id := range sortedKeys(want) {
 		r, ok := got[id]
 		if !ok {
 			d.add("%s[%s]: missing, want %s", name, id, canonical(map[string]any(want[id])))
 			continue
 		}
-		compareRow(d, name+"["+id+"]", tbl, want[id], r, cols, tol)
+		compareRow(d, name+"["+id+"]", tbl, want[id], r, cols)
 	}
 	for _, id := range sortedKeys(got) {
 		if _, ok := want[id]; !ok {
@@ -355,10 +342,6 @@ func (s *scenario) checkLog(db *sql.DB, ref map[string]change.Event, crashed boo
 	for _, p := range sortedKeys(byPos) {
 		if _, ok := ref[p]; !ok {
 			r := byPos[p]
-			if crashed && s.tol != nil && s.tol.fragmentReplay && s.pieces[p] && refSigs[sigAt[p]] {
-				s.tol.relogged++ // a stored set completed again: the known bug's symptom
-				continue
-			}
 			once.add("%s: logged %s %s %s, but the record decodes to no event", p, r.table, r.op, r.id)
 		}
 	}
@@ -457,12 +440,6 @@ func (s *scenario) checkDead(db *sql.DB, ref map[string]change.DeadLetter, crash
 			return []*diffs{d}
 		}
 		want, ok := s.poison[pos]
-		if !ok && crashed && s.tol != nil && s.tol.fragmentReplay && reason == change.ReasonFragmentTimeout && s.pieces[pos] {
-			if _, refDead := ref[pos]; !refDead {
-				s.tol.fragments++ // a piece of a set that was stored: the known bug's symptom
-				continue
-			}
-		}
 		seen[pos]++
 		switch {
 		case !ok:

@@ -105,7 +105,6 @@ func TestDifferential(t *testing.T) {
 			t.Run(fmt.Sprintf("seed=%d/%s", seed, v.name), func(t *testing.T) {
 				scenarios++
 				s := newScenario(t, seed, hist, v, p)
-				s.tol = &tolerance{fragmentReplay: fragmentReplayBugsPresent(t)}
 				ref, refDead := s.reference(t)
 				total := s.totalLines()
 				runs := s.run(t, len(ref)+len(refDead))
@@ -127,9 +126,6 @@ func TestDifferential(t *testing.T) {
 					t.Fatal(b.String())
 				}
 				t.Logf("seed %d %s: %d lines, %d events, envelopes=%v, %d runs (%d crashed), %d poison", seed, v.name, total, len(ref), s.envelopes, len(runs), crashed, len(s.poison))
-				if s.tol.fragments > 0 || s.tol.relogged > 0 {
-					t.Logf("seed %d %s: accepted %d fragment_timeout dead letters and %d repeated log rows of stored DSQL sets after a crash: known bugs, see TestBugResumeReholdsCompletedFragments", seed, v.name, s.tol.fragments, s.tol.relogged)
-				}
 			})
 		}
 	}

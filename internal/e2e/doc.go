@@ -32,13 +32,9 @@
 //   - the stored checkpoint of every file covers its last line and holds
 //     nothing.
 //
-// knownbugs_test.go (build tag knownbugs) holds a minimal failing test for
-// every open bug the differential test found; bugs_test.go their fixtures
-// and probes. While a bug's probe shows it present, TestDifferential accepts
-// exactly its symptom (and logs "known bug"); after the fix it is strict
-// again without an edit. Accepting these symptoms never hides a lost
-// change: every reference event must still be logged at its own position,
-// and the state checks do not depend on dead letters.
+// regress_test.go holds a minimal regression test for every bug the
+// differential test found (regress_fixtures_test.go their fixtures). The
+// differential test accepts no known symptom: it is strict.
 //
 // The default sizes keep the package at one to two minutes with -race on
 // two cores. bench/soak.sh raises them: -soak, or CDCFLOW_SOAK_SEEDS and

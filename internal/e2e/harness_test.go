@@ -72,7 +72,6 @@ type scenario struct {
 	naming    string
 	crashes   int
 	maxBatch  int // largest batch size drawn
-	tol       *tolerance
 }
 
 func hashString(s string) uint64 {
@@ -300,6 +299,7 @@ type crashSink struct {
 var (
 	_ sink.Sink          = (*crashSink)(nil)
 	_ sink.PositionStore = (*crashSink)(nil)
+	_ sink.ChunkStore    = (*crashSink)(nil)
 )
 
 func (c *crashSink) Apply(ctx context.Context, b *change.Batch) (change.ApplyResult, error) {
@@ -333,6 +333,15 @@ func (c *crashSink) Checkpoints(ctx context.Context, source string) ([]change.Ch
 		return nil, errCrashed
 	}
 	return c.inner.Checkpoints(ctx, source)
+}
+
+func (c *crashSink) CompletedChunks(ctx context.Context, after int64, limit int) ([]string, int64, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.crashed {
+		return nil, after, errCrashed
+	}
+	return c.inner.CompletedChunks(ctx, after, limit)
 }
 
 func (c *crashSink) Close(ctx context.Context) error { return c.inner.Close(ctx) }

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -75,6 +76,7 @@ type memState struct {
 	dead    []change.DeadLetter
 	cps     map[partKey]change.Checkpoint
 	commits []commit
+	chunks  []string // chunk ids of stored events (sink.ChunkStore)
 }
 
 // commit is one successful Apply, with what was stored after it.
@@ -103,6 +105,7 @@ type memSink struct {
 var (
 	_ sink.Sink          = (*memSink)(nil)
 	_ sink.PositionStore = (*memSink)(nil)
+	_ sink.ChunkStore    = (*memSink)(nil)
 )
 
 func (s *memSink) Apply(ctx context.Context, b *change.Batch) (change.ApplyResult, error) {
@@ -131,6 +134,9 @@ func (s *memSink) Apply(ctx context.Context, b *change.Batch) (change.ApplyResul
 	}
 	res := change.ApplyResult{Dead: map[string]int{}, Tables: map[string]int{}}
 	for i := range b.Events {
+		if b.Events[i].ChunkID != "" {
+			s.st.chunks = append(s.st.chunks, b.Events[i].ChunkID)
+		}
 		s.st.events = append(s.st.events, b.Events[i].Clone())
 		res.Logged++
 		res.Applied++
@@ -178,6 +184,19 @@ func (s *memSink) Checkpoints(_ context.Context, src string) ([]change.Checkpoin
 }
 
 func (s *memSink) Close(context.Context) error { return nil }
+
+// CompletedChunks implements sink.ChunkStore: sequence numbers are indexes
+// into memState.chunks, plus one.
+func (s *memSink) CompletedChunks(_ context.Context, after int64, limit int) ([]string, int64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ids := slices.Clone(s.st.chunks[after:])
+	slices.Reverse(ids)
+	if len(ids) > limit {
+		ids = ids[:limit]
+	}
+	return ids, int64(len(s.st.chunks)), nil
+}
 
 // storedKeys counts stored events by table/key.
 func (st *memState) storedKeys() map[string]int {

@@ -404,3 +404,48 @@ func TestConfigErrors(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// TestChunksOfOtherWriterReloaded: a set completed and stored by another
+// process (a previous owner of a partition) after this run started is
+// recognised when this run first reads the partition holding a redelivered
+// piece of it: the stored chunk ids are reloaded, so the piece is dropped
+// instead of being held and dead-lettered as fragment_timeout.
+func TestChunksOfOtherWriterReloaded(t *testing.T) {
+	src := newChanSource()
+	st := newState()
+	seen := make(chan *change.Batch, 10)
+	snk := &memSink{st: st, seen: seen}
+	cfg := baseConfig(src, newDecoder(t, decode.Options{}), snk)
+	cfg.BatchMaxWait = time.Millisecond
+	done := make(chan error, 1)
+	go func() { _, err := Run(context.Background(), cfg); done <- err }()
+
+	src.in <- raws("s", 1, full("orders", 1, ""))
+	guard(t, seen, "first batch")
+	// Another writer stores set S (its main record and both fragments).
+	other := newDecoder(t, decode.Options{})
+	var out decode.Output
+	for _, r := range raws("s2", 1, chunkedMain("docs", 2, "S", 2), fragment(2, "S", 0), fragment(2, "S", 1)) {
+		other.Decode(r, time.Now(), &out)
+	}
+	if len(out.Events) != 1 || out.Events[0].ChunkID != "S" {
+		t.Fatalf("other writer decoded %+v, want set S's event", out.Events)
+	}
+	if _, err := snk.Apply(context.Background(), &change.Batch{Events: out.Events}); err != nil {
+		t.Fatal(err)
+	}
+	guard(t, seen, "other writer's batch")
+	// A redelivered piece of S, in a partition this run has not read yet.
+	late := raws("s2", 3, fragment(2, "S", 1))
+	src.in <- late
+	close(src.in)
+	if err := guard(t, done, "Run to return"); err != nil {
+		t.Fatal(err)
+	}
+	if len(st.dead) != 0 {
+		t.Errorf("dead letters %+v, want none: the piece belongs to a stored set", st.dead)
+	}
+	if len(st.events) != 2 {
+		t.Errorf("stored %d events, want 2 (orders 1 and S once)", len(st.events))
+	}
+}

@@ -47,6 +47,8 @@ type runner struct {
 	stored    map[partKey]change.Checkpoint // loaded at start; drives the already-stored filter
 	consumed  map[partKey]change.Position   // highest record position decoded in this run
 	lastHeld  map[partKey]bool              // the partition's last stored checkpoint was Held
+	chunks    sink.ChunkStore               // nil when the sink stores no DSQL chunk ids
+	chunkSeq  int64                         // chunks read up to this sequence number
 
 	// The pending batch.
 	out      decode.Output
@@ -213,6 +215,31 @@ func (r *runner) resume(ctx context.Context) error {
 	if len(kept) > 0 {
 		r.log.Info("loaded checkpoints", "partitions", len(kept), "source_resumes", isResumer)
 	}
+	if cs, ok := r.cfg.Sink.(sink.ChunkStore); ok {
+		r.chunks = cs
+		if err := r.loadChunks(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// chunksRemembered is how many stored DSQL chunk ids a load hands the
+// decoder at most: as many as the decoder remembers itself.
+const chunksRemembered = 100_000
+
+// loadChunks hands the decoder the DSQL chunk ids stored since the last
+// load (sink.ChunkStore): at start, and again whenever a partition is first
+// read in this run, since another process (a previous owner of the
+// partition) may have completed sets whose pieces this run now reads again.
+func (r *runner) loadChunks(ctx context.Context) error {
+	ids, next, err := r.chunks.CompletedChunks(ctx, r.chunkSeq, chunksRemembered)
+	if err != nil {
+		return fmt.Errorf("load stored DSQL chunk ids: %w", err)
+	}
+	slices.Reverse(ids) // oldest first, so the newest are remembered longest
+	r.dec.RememberCompleted(ids)
+	r.chunkSeq = next
 	return nil
 }
 
@@ -311,6 +338,13 @@ func (r *runner) consume(res readResult, wait *time.Timer) error {
 	}
 	now := time.Now()
 	for i, raw := range res.raws {
+		if _, seen := r.consumed[keyOf(raw.Position)]; !seen && r.chunks != nil && r.sum.Records > 0 {
+			if err := r.loadChunks(r.applyCtx); err != nil {
+				// Not fatal: at worst pieces of a set stored by another
+				// process are held again and dead-lettered.
+				r.log.Warn("reload DSQL chunk ids for a new partition", "partition", raw.Position.Partition, "error", err)
+			}
+		}
 		ne, nd := len(r.out.Events), len(r.out.Dead)
 		r.dec.Decode(raw, now, &r.out)
 		r.filterTail(ne, nd)

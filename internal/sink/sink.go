@@ -30,6 +30,21 @@ type PositionStore interface {
 	Checkpoints(ctx context.Context, source string) ([]change.Checkpoint, error)
 }
 
+// ChunkStore is a sink that stores, in the transaction of each event with a
+// change.Event.ChunkID, that chunk id: the set of pieces of an oversized
+// DSQL record it was reassembled from. After a restart the pipeline hands
+// them to the decoder (decode.Decoder.RememberCompleted), so pieces of
+// stored sets that are read again (from a checkpoint's Resume position, or
+// redelivered late) are dropped as duplicates instead of being held and
+// dead-lettered or logged twice.
+//
+// CompletedChunks returns the ids stored after the id sequence number
+// after (0 for all), at most limit of the newest, and the sequence number
+// to pass next time.
+type ChunkStore interface {
+	CompletedChunks(ctx context.Context, after int64, limit int) (ids []string, next int64, err error)
+}
+
 // ErrPermanent marks an Apply error that retrying cannot fix (for example an
 // event whose value no column type can hold). The pipeline bisects the batch
 // to isolate the event and dead-letters it.

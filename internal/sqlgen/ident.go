@@ -25,6 +25,7 @@ const (
 	TombstonesTable  = "_cdc_tombstones"
 	ColumnsTable     = "_cdc_columns"
 	TablesTable      = "_cdc_tables"
+	ChunksTable      = "_cdc_chunks"
 )
 
 // Bookkeeping columns of a merged table.

@@ -40,8 +40,13 @@ var TombstoneColumns = []string{"table_name", "record_id", "commit_order", "comm
 
 // BaseDDL returns the statements creating the tables every warehouse sink
 // needs (if absent): the event log, dead letters, checkpoints, tombstones,
-// and the registries of merged tables and their columns.
+// the registries of merged tables and their columns, and the chunk ids of
+// reassembled DSQL records.
 func BaseDDL(d Dialect) []string {
+	return append(baseTables(d), ChunksDDL(d)...)
+}
+
+func baseTables(d Dialect) []string {
 	text, ts, order := d.TypeName(TVarchar), d.TypeName(Type{Kind: TimestampTZ}), d.OrderType()
 	bigint, boolean := d.TypeName(TBigInt), d.TypeName(TBoolean)
 	return []string{
@@ -311,4 +316,50 @@ func upsertValues(d Dialect, table string, cols []string, nkeys int) string {
 	}
 	return "INSERT INTO " + QuoteIdent(table) + " (" + strings.Join(cols, ", ") + ") VALUES (" + strings.Join(params, ", ") +
 		") ON CONFLICT (" + strings.Join(cols[:nkeys], ", ") + ") DO UPDATE SET " + strings.Join(set, ", ")
+}
+
+// Chunk ids of reassembled DSQL records (sink.ChunkStore). seq comes from a
+// sequence, so rows can be read incrementally. A PostgreSQL writer takes an
+// advisory lock before inserting, so that, with several writers, seq order
+// is commit order and an incremental reader never skips a row.
+
+// ChunksKept is how many chunk ids PruneChunks keeps: ten times what a
+// decoder remembers (decode/dsql's recent set).
+const ChunksKept = 1_000_000
+
+const chunksSeq = ChunksTable + "_seq"
+
+// ChunksDDL creates the chunk-id table and its sequence.
+func ChunksDDL(d Dialect) []string {
+	text := d.TypeName(TVarchar)
+	return []string{
+		"CREATE SEQUENCE IF NOT EXISTS " + QuoteIdent(chunksSeq),
+		createTable(d, ChunksTable, []string{
+			"seq " + d.TypeName(TBigInt) + " NOT NULL DEFAULT nextval(" + QuoteLiteral(QuoteIdent(chunksSeq)) + ")",
+			"chunk_id " + text + " NOT NULL",
+			"stream_position " + text,
+			"created_at " + d.TypeName(Type{Kind: TimestampTZ}) + " NOT NULL",
+			"PRIMARY KEY (seq)",
+		}[:keyedDefs(d, 5)]),
+	}
+}
+
+// InsertChunk stores one chunk id: parameters chunk_id, stream_position,
+// created_at.
+func InsertChunk(d Dialect) string {
+	return "INSERT INTO " + QuoteIdent(ChunksTable) + " (chunk_id, stream_position, created_at) VALUES (" +
+		d.Param(1) + ", " + d.Param(2) + ", " + d.Param(3) + ")"
+}
+
+// SelectChunks reads seq and chunk_id of at most parameter 2 of the newest
+// rows whose seq is greater than parameter 1, newest first.
+func SelectChunks(d Dialect) string {
+	return "SELECT seq, chunk_id FROM " + QuoteIdent(ChunksTable) + " WHERE seq > " + d.Param(1) +
+		" ORDER BY seq DESC LIMIT " + d.Param(2)
+}
+
+// PruneChunks deletes all but the newest ChunksKept rows.
+func PruneChunks(d Dialect) string {
+	t := QuoteIdent(ChunksTable)
+	return "DELETE FROM " + t + " WHERE seq <= (SELECT max(seq) FROM " + t + ") - " + fmt.Sprint(ChunksKept)
 }

@@ -136,6 +136,18 @@ func (a *Assembler) Drain() []change.DeadLetter {
 	return out
 }
 
+// RememberCompleted marks ids as completed sets (see
+// Decoder.RememberCompleted). A held set with one of the ids is released
+// without a dead letter: it was stored.
+func (a *Assembler) RememberCompleted(ids []string) {
+	for _, id := range ids {
+		if s := a.sets[id]; s != nil {
+			a.unlink(s)
+		}
+		a.recent.add(id, "")
+	}
+}
+
 // Reset forgets all held pieces and remembered chunk ids, dead-lettering
 // nothing (see Decoder.Reset).
 func (a *Assembler) Reset() {

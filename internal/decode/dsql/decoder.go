@@ -112,6 +112,12 @@ func (d *Decoder) OldestHeld(source, partition string) (change.Position, bool) {
 	return d.Asm.OldestHeld(source, partition)
 }
 
+// RememberCompleted records chunk ids of sets completed (and stored) before
+// this decoder started, as if it had completed them: a later piece of one
+// is dropped as a duplicate instead of being held. Held sets with such an
+// id are dropped too.
+func (d *Decoder) RememberCompleted(ids []string) { d.Asm.RememberCompleted(ids) }
+
 // Reset forgets every held piece and every remembered chunk id without
 // dead-lettering anything. Call it only when the source rewinds to its last
 // checkpoint: the held pieces come again because checkpoints never pass
@@ -579,7 +585,7 @@ func (d *Decoder) settle(dst []change.Event, s *set, cur *piece, err error) ([]c
 	if unknown {
 		d.UnknownOps++
 	}
-	ev.Raw, ev.Position = s.main.raw, cur.pos
+	ev.Raw, ev.Position, ev.ChunkID = s.main.raw, cur.pos, s.id
 	d.Asm.completed(s)
 	return dst, nil
 }

@@ -87,6 +87,9 @@ func (s *Sink) Apply(ctx context.Context, b *change.Batch) (change.ApplyResult, 
 			if err := s.writeLog(ctx, p.events, &nextID, now); err != nil {
 				return err
 			}
+			if err := s.writeChunks(ctx, b.Events, now); err != nil {
+				return err
+			}
 			if s.opts.DeadLetterTable {
 				if err := s.writeDeadLetters(ctx, b.Dead, p.dead, now); err != nil {
 					return err

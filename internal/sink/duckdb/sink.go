@@ -113,6 +113,9 @@ func (s *Sink) init(ctx context.Context) error {
 	if s.tables, err = loadRegistry(ctx, conn); err != nil {
 		return err
 	}
+	if err := s.pruneChunks(ctx); err != nil {
+		return err
+	}
 	if err := conn.QueryRowContext(ctx, "SELECT COALESCE(max(event_id), 0) + 1 FROM "+sqlgen.QuoteIdent(sqlgen.EventsTable)).Scan(&s.nextID); err != nil {
 		return fmt.Errorf("read last event_id: %w", err)
 	}

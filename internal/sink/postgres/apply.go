@@ -112,6 +112,9 @@ func (s *Sink) applyOnce(ctx context.Context, b *change.Batch) (change.ApplyResu
 		if err := s.writeLog(ctx, tx, p, events, now); err != nil {
 			return err
 		}
+		if err := s.writeChunks(ctx, tx, events, now); err != nil {
+			return err
+		}
 		if !s.opts.LogOnly {
 			if err := s.lockTables(ctx, tx, p); err != nil {
 				return err

@@ -175,6 +175,9 @@ func (s *Sink) init(ctx context.Context) error {
 				return fmt.Errorf("create base tables: %w", err)
 			}
 		}
+		if _, err := tx.Exec(ctx, sqlgen.PruneChunks(dialect)); err != nil {
+			return fmt.Errorf("prune %s: %w", sqlgen.ChunksTable, err)
+		}
 		var hasSeq bool
 		if err := tx.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", sqlgen.QuoteIdent(sqlgen.EventIDSequence)).Scan(&hasSeq); err != nil {
 			return fmt.Errorf("find %s: %w", sqlgen.EventIDSequence, err)

@@ -39,6 +39,7 @@ func Run(t *testing.T, h Harness) {
 		{"wide_rows", testWideRows},
 		{"checkpoints", testCheckpoints},
 		{"soft_delete", testSoftDelete},
+		{"chunk_ids", testChunkIDs},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) { c.fn(t, h) })
@@ -533,4 +534,36 @@ func testSoftDelete(t *testing.T, h Harness) {
 	e.apply(s.Batch(s.Put("sd", "4", 400, `{"id":4,"v":"brief"}`), s.Delete("sd", "4", 410)))
 	want["4"] = row("v", "brief", sqlgen.ColDeleted, "true", sqlgen.ColOp, "d")
 	sameRows(t, "sd", e.merged("sd", "v", sqlgen.ColDeleted, sqlgen.ColOp), want)
+}
+
+// testChunkIDs: chunk ids of reassembled DSQL events are stored with them
+// and read back incrementally, newest first, across a reopen
+// (sink.ChunkStore).
+func testChunkIDs(t *testing.T, h Harness) {
+	e := newEnv(t, h, Config{})
+	cs, ok := e.s.(sink.ChunkStore)
+	if !ok {
+		t.Fatal("sink does not implement sink.ChunkStore")
+	}
+	ctx := context.Background()
+	s := NewStream("stream", "shardId-000000000001")
+	withChunk := func(ev change.Event, id string) change.Event { ev.ChunkID = id; return ev }
+	e.apply(s.Batch(withChunk(s.Put("docs", "1", 100, `{"id":"1"}`), "c-1"), s.Put("docs", "2", 100, `{"id":"2"}`)))
+	e.apply(s.Batch(withChunk(s.Put("docs", "3", 100, `{"id":"3"}`), "c-3")))
+	e.reopen()
+	cs = e.s.(sink.ChunkStore)
+	ids, next, err := cs.CompletedChunks(ctx, 0, 10)
+	if err != nil || !reflect.DeepEqual(ids, []string{"c-3", "c-1"}) {
+		t.Fatalf("CompletedChunks(0, 10) = %v, %v; want [c-3 c-1]", ids, err)
+	}
+	if ids, _, err := cs.CompletedChunks(ctx, 0, 1); err != nil || !reflect.DeepEqual(ids, []string{"c-3"}) {
+		t.Errorf("CompletedChunks(0, 1) = %v, %v; want the newest, [c-3]", ids, err)
+	}
+	if ids, again, err := cs.CompletedChunks(ctx, next, 10); err != nil || len(ids) != 0 || again != next {
+		t.Errorf("CompletedChunks(%d, 10) = %v, %d, %v; want none, %d", next, ids, again, err, next)
+	}
+	e.apply(s.Batch(withChunk(s.Put("docs", "4", 100, `{"id":"4"}`), "c-4")))
+	if ids, _, err := cs.CompletedChunks(ctx, next, 10); err != nil || !reflect.DeepEqual(ids, []string{"c-4"}) {
+		t.Errorf("CompletedChunks after a new batch = %v, %v; want [c-4]", ids, err)
+	}
 }

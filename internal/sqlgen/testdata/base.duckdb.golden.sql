@@ -71,3 +71,12 @@ CREATE TABLE IF NOT EXISTS "_cdc_columns" (
   updated_at TIMESTAMPTZ NOT NULL,
   PRIMARY KEY (table_name, column_name)
 );
+
+CREATE SEQUENCE IF NOT EXISTS "_cdc_chunks_seq";
+
+CREATE TABLE IF NOT EXISTS "_cdc_chunks" (
+  seq BIGINT NOT NULL DEFAULT nextval('"_cdc_chunks_seq"'),
+  chunk_id VARCHAR NOT NULL,
+  stream_position VARCHAR,
+  created_at TIMESTAMPTZ NOT NULL
+);

@@ -72,3 +72,13 @@ CREATE TABLE IF NOT EXISTS "_cdc_columns" (
   updated_at TIMESTAMPTZ NOT NULL,
   PRIMARY KEY (table_name, column_name)
 );
+
+CREATE SEQUENCE IF NOT EXISTS "_cdc_chunks_seq";
+
+CREATE TABLE IF NOT EXISTS "_cdc_chunks" (
+  seq BIGINT NOT NULL DEFAULT nextval('"_cdc_chunks_seq"'),
+  chunk_id TEXT NOT NULL,
+  stream_position TEXT,
+  created_at TIMESTAMPTZ NOT NULL,
+  PRIMARY KEY (seq)
+);

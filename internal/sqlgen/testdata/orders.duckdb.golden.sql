@@ -72,6 +72,15 @@ CREATE TABLE IF NOT EXISTS "_cdc_columns" (
   PRIMARY KEY (table_name, column_name)
 );
 
+CREATE SEQUENCE IF NOT EXISTS "_cdc_chunks_seq";
+
+CREATE TABLE IF NOT EXISTS "_cdc_chunks" (
+  seq BIGINT NOT NULL DEFAULT nextval('"_cdc_chunks_seq"'),
+  chunk_id VARCHAR NOT NULL,
+  stream_position VARCHAR,
+  created_at TIMESTAMPTZ NOT NULL
+);
+
 CREATE TABLE IF NOT EXISTS "order_lines" (
   "_cdc_record_id" VARCHAR NOT NULL,
   "_cdc_commit_order" VARCHAR NOT NULL,

@@ -73,6 +73,16 @@ CREATE TABLE IF NOT EXISTS "_cdc_columns" (
   PRIMARY KEY (table_name, column_name)
 );
 
+CREATE SEQUENCE IF NOT EXISTS "_cdc_chunks_seq";
+
+CREATE TABLE IF NOT EXISTS "_cdc_chunks" (
+  seq BIGINT NOT NULL DEFAULT nextval('"_cdc_chunks_seq"'),
+  chunk_id TEXT NOT NULL,
+  stream_position TEXT,
+  created_at TIMESTAMPTZ NOT NULL,
+  PRIMARY KEY (seq)
+);
+
 CREATE TABLE IF NOT EXISTS "Weird ""Name""" (
   "_cdc_record_id" TEXT PRIMARY KEY,
   "_cdc_commit_order" TEXT COLLATE "C" NOT NULL,

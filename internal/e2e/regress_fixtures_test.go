@@ -6,35 +6,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/cdcflow/cdcflow/internal/sink/duckdb"
 )
 
-// Fixtures and probes of the bugs TestDifferential found. Their failing
-// reproductions are in knownbugs_test.go (go test -tags knownbugs). The
-// probes here tell TestDifferential whether a bug is still present: it
-// accepts exactly the bug's symptom only then (and says so in its log), so
-// it keeps finding other bugs meanwhile and turns strict by itself once the
-// fix lands.
-
-var (
-	fragmentBugsOnce sync.Once
-	fragmentBugs     bool
-)
-
-// fragmentReplayBugsPresent probes once whether any of the restart bugs of
-// DSQL reassembly is present: TestBugResumeReholdsCompletedFragments,
-// TestBugLateDuplicateFragmentAfterRestart, TestBugResumeRelogsCompletedSet.
-func fragmentReplayBugsPresent(t *testing.T) bool {
-	fragmentBugsOnce.Do(func() {
-		fragmentBugs = len(crashThenFinish(t, resumeReholdFiles(t), 1)) > 0 ||
-			len(crashThenFinish(t, lateDuplicateFiles(t), 2)) > 0 ||
-			len(relogRun(t, 2)) > 1
-	})
-	return fragmentBugs
-}
+// Fixtures of the regression tests in regress_test.go.
 
 // dsqlSource is the source block of a DSQL record committed at ts.
 func dsqlSource(table string, ts int64) string {
