@@ -4,7 +4,9 @@
 // metric with example queries and alerts.
 //
 // The pipeline reports to a *Metrics through its pipeline.Observer hook; the
-// source's consumer lag is polled at scrape time through SetLagFunc.
+// source's consumer lag (SetLagFunc) and per-shard delay behind the tip
+// (SetBehindFunc) are polled at scrape time, so a partition or shard the
+// source no longer reads disappears from the next scrape.
 //
 // Invariants:
 //   - Counters count what was stored, once: events applied, duplicates,

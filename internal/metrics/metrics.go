@@ -33,6 +33,15 @@ var (
 // must be quick and safe for concurrent use (return a cached value).
 type LagFunc func() map[string]map[int32]int64
 
+// BehindFunc returns, by stream and shard, how many milliseconds the
+// source's reader of each shard is behind the shard's newest record
+// (Kinesis MillisBehindLatest of the last GetRecords). Only the shards read
+// now are in it: a shard that is finished or whose lease went to another
+// process is left out, so its series disappears. It is called at every
+// scrape, from the scraping goroutine: it must be quick and safe for
+// concurrent use.
+type BehindFunc func() map[string]map[string]int64
+
 // Metrics holds cdcflow's collectors, registered on one registry. Build it
 // with New.
 type Metrics struct {
@@ -50,6 +59,7 @@ type Metrics struct {
 	lastCommit      prometheus.Gauge
 	held            prometheus.Gauge
 	lag             *lagCollector
+	behind          *behindCollector
 
 	mu           sync.Mutex
 	lastCommitNS int64 // highest commit time applied so far
@@ -86,10 +96,11 @@ func New(reg *prometheus.Registry) *Metrics {
 			Help: "Source commit time (Unix seconds) of the newest event stored by the sink."}),
 		held: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: Namespace, Name: "fragments_held",
 			Help: "Aurora DSQL record pieces held in memory until their set is complete."}),
-		lag: newLagCollector(),
+		lag:    newLagCollector(),
+		behind: newBehindCollector(),
 	}
 	reg.MustRegister(m.eventsIn, m.eventsApplied, m.eventsDuplicate, m.eventsStale, m.deadLetters, m.skipped,
-		m.applySeconds, m.batchEvents, m.freshness, m.retries, m.bisects, m.lastCommit, m.held, m.lag)
+		m.applySeconds, m.batchEvents, m.freshness, m.retries, m.bisects, m.lastCommit, m.held, m.lag, m.behind)
 	return m
 }
 
@@ -208,6 +219,16 @@ func (m *Metrics) SetLagFunc(f LagFunc) {
 	}
 }
 
+// SetBehindFunc sets the function polled at every scrape for
+// cdcflow_source_millis_behind_latest; nil stops reporting it. Sources that
+// know how far each shard's reader trails the shard's tip (Kinesis)
+// provide one.
+func (m *Metrics) SetBehindFunc(f BehindFunc) {
+	if m != nil {
+		m.behind.f.Store(&f)
+	}
+}
+
 // addByTable adds the events to v by schema.table, one Add per table.
 func addByTable(v *prometheus.CounterVec, events []change.Event) {
 	start := 0
@@ -261,6 +282,35 @@ func (c *lagCollector) Collect(ch chan<- prometheus.Metric) {
 	for topic, parts := range (*fp)() {
 		for p, lag := range parts {
 			ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(lag), topic, strconv.FormatInt(int64(p), 10))
+		}
+	}
+}
+
+// behindCollector reports cdcflow_source_millis_behind_latest from a
+// BehindFunc at scrape time, so shards no longer read disappear at once.
+type behindCollector struct {
+	desc *prometheus.Desc
+	f    atomic.Pointer[BehindFunc]
+}
+
+func newBehindCollector() *behindCollector {
+	return &behindCollector{desc: prometheus.NewDesc(Namespace+"_source_millis_behind_latest",
+		"Milliseconds the reader of each shard being read is behind the shard's newest record (Kinesis MillisBehindLatest of the last GetRecords), by stream and shard.",
+		[]string{"stream", "shard"}, nil)}
+}
+
+// Describe implements prometheus.Collector.
+func (c *behindCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+// Collect implements prometheus.Collector.
+func (c *behindCollector) Collect(ch chan<- prometheus.Metric) {
+	fp := c.f.Load()
+	if fp == nil || *fp == nil {
+		return
+	}
+	for stream, shards := range (*fp)() {
+		for shard, ms := range shards {
+			ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(ms), stream, shard)
 		}
 	}
 }

@@ -228,6 +228,47 @@ func TestLagFunc(t *testing.T) {
 	}
 }
 
+func TestBehindFunc(t *testing.T) {
+	reg := prometheus.NewPedanticRegistry()
+	m := New(reg)
+	const name = "cdcflow_source_millis_behind_latest"
+	if n, err := testutil.GatherAndCount(reg, name); err != nil || n != 0 {
+		t.Fatalf("series before SetBehindFunc = %d, %v", n, err)
+	}
+	var mu sync.Mutex
+	shards := map[string]int64{"shardId-000000000000": 1500, "shardId-000000000001": 0}
+	m.SetBehindFunc(func() map[string]map[string]int64 {
+		mu.Lock()
+		defer mu.Unlock()
+		cp := map[string]int64{}
+		for k, v := range shards {
+			cp[k] = v
+		}
+		return map[string]map[string]int64{"dsql-cdc": cp}
+	})
+	const help = "# HELP cdcflow_source_millis_behind_latest Milliseconds the reader of each shard being read is behind the shard's newest record (Kinesis MillisBehindLatest of the last GetRecords), by stream and shard.\n" +
+		"# TYPE cdcflow_source_millis_behind_latest gauge\n"
+	want := help +
+		`cdcflow_source_millis_behind_latest{shard="shardId-000000000000",stream="dsql-cdc"} 1500` + "\n" +
+		`cdcflow_source_millis_behind_latest{shard="shardId-000000000001",stream="dsql-cdc"} 0` + "\n"
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), name); err != nil {
+		t.Error(err)
+	}
+	// A shard the source stops reading disappears from the next scrape.
+	mu.Lock()
+	delete(shards, "shardId-000000000000")
+	shards["shardId-000000000001"] = 250
+	mu.Unlock()
+	want = help + `cdcflow_source_millis_behind_latest{shard="shardId-000000000001",stream="dsql-cdc"} 250` + "\n"
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), name); err != nil {
+		t.Error(err)
+	}
+	m.SetBehindFunc(nil)
+	if n, err := testutil.GatherAndCount(reg, name); err != nil || n != 0 {
+		t.Errorf("series after SetBehindFunc(nil) = %d, %v", n, err)
+	}
+}
+
 func TestNilMetricsIsNoop(t *testing.T) {
 	var m *Metrics
 	m.Decoded([]change.Event{ev("", "t", 0)})
@@ -238,6 +279,7 @@ func TestNilMetricsIsNoop(t *testing.T) {
 	m.Skipped("x", 1)
 	m.Held(1)
 	m.SetLagFunc(nil)
+	m.SetBehindFunc(nil)
 }
 
 func TestRegisterTwicePanics(t *testing.T) {
