@@ -78,8 +78,10 @@ func (h *health) ready() error {
 }
 
 // kinesisOpener builds the Kinesis source once the sink is open, so shards
-// resume from the sink's stored sequence numbers. One process per stream:
-// lease-based shard sharing needs a sink that stores leases (not yet).
+// resume from the sink's stored sequence numbers. With the PostgreSQL sink
+// the daemons reading the stream into one schema split its shards through
+// the sink's lease table (the source closes it); with DuckDB (one writer)
+// this process reads every shard.
 func kinesisOpener(k *config.KinesisSource, log *slog.Logger) func(context.Context, sink.Sink) (source.Source, error) {
 	return func(ctx context.Context, snk sink.Sink) (source.Source, error) {
 		opts := kinesis.Options{Stream: k.Stream, Region: k.Region, Endpoint: k.Endpoint, Start: k.Start,
@@ -88,8 +90,29 @@ func kinesisOpener(k *config.KinesisSource, log *slog.Logger) func(context.Conte
 		if ps, ok := snk.(sink.PositionStore); ok {
 			opts.Checkpoints = ps.Checkpoints
 		}
+		var lt *postgres.LeaseTable
+		if pg, ok := snk.(*postgres.Sink); ok {
+			var err error
+			if lt, err = pg.LeaseTable(ctx); err != nil {
+				return nil, fmt.Errorf("source.kinesis: shard leases: %w", err)
+			}
+			opts.Leases, opts.Owner, opts.LeaseTTL = leaser{lt}, k.Owner, k.LeaseTTL.Std()
+			if opts.Owner == "" {
+				opts.Owner = defaultOwner()
+			}
+			if opts.LeaseTTL == 0 {
+				opts.LeaseTTL = config.DefaultLeaseTTL
+			}
+			// A shard just taken starts where its previous owner stopped,
+			// read without waiting for an Apply in progress.
+			opts.Checkpoints = lt.Checkpoints
+			log.Info("sharing kinesis shards through the sink's lease table", "owner", opts.Owner, "lease_ttl", opts.LeaseTTL)
+		}
 		src, err := kinesis.New(ctx, opts)
 		if err != nil {
+			if lt != nil {
+				lt.Close(context.WithoutCancel(ctx))
+			}
 			return nil, fmt.Errorf("source.kinesis: %w", err)
 		}
 		return src, nil
@@ -137,6 +160,14 @@ func serveMetrics(ctx context.Context, j job, cfg *pipeline.Config, src source.S
 		Lag() map[string]map[int32]int64
 	}); ok {
 		h.SetLagFunc(l.Lag)
+	}
+	if b, ok := src.(interface {
+		Stream() string
+		MillisBehind() map[string]int64
+	}); ok {
+		h.SetBehindFunc(func() map[string]map[string]int64 {
+			return map[string]map[string]int64{b.Stream(): b.MillisBehind()}
+		})
 	}
 	cfg.Metrics = h
 	srv, err := metrics.Listen(j.metricsListen, reg, h.ready)

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -73,6 +75,18 @@ metrics: { listen: "%s" }
 		case code := <-done:
 			t.Fatalf("daemon exited early with %d:\n%s", code, errOut.String())
 		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	// Both shards were read: each has its delay series (kinesalite: 0).
+	resp, err := http.Get("http://" + metricsAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, shard := range []string{"shardId-000000000000", "shardId-000000000001"} {
+		if series := fmt.Sprintf("cdcflow_source_millis_behind_latest{shard=%q,stream=%q} 0\n", shard, stream); !bytes.Contains(body, []byte(series)) {
+			t.Errorf("/metrics lacks %q", series)
 		}
 	}
 	cancel()

@@ -82,7 +82,24 @@ type KinesisSource struct {
 	AccessKeyID     string `yaml:"access_key_id,omitempty"` // AWS default chain when empty
 	SecretAccessKey Secret `yaml:"secret_access_key,omitempty"`
 	SessionToken    Secret `yaml:"session_token,omitempty"`
+
+	// Shard leases, with sink.postgres only: every daemon reading the stream
+	// into the same PostgreSQL schema takes a share of the shards through a
+	// lease table in that schema (docs/kinesis.md, "Several daemons").
+	Owner    string   `yaml:"owner,omitempty"`     // this daemon's unique name in the lease table; host name and process id when empty
+	LeaseTTL Duration `yaml:"lease_ttl,omitempty"` // a lease not renewed for this long may be taken by another daemon; DefaultLeaseTTL when zero
 }
+
+// DefaultLeaseTTL is the lease TTL of a Kinesis source whose lease_ttl is
+// not set (the kinesis package's default).
+const DefaultLeaseTTL = 30 * time.Second
+
+// Lease TTL bounds: renewals run every third of the TTL, and a daemon that
+// cannot renew stops reading a shard after two thirds of it.
+const (
+	MinLeaseTTL = time.Second
+	MaxLeaseTTL = time.Hour
+)
 
 // StartTime returns the parsed Timestamp; the zero time when it is empty or
 // invalid (Validate reports invalid ones).
@@ -204,10 +221,10 @@ var (
 		RetryInitial:   Duration(100 * time.Millisecond),
 		RetryMax:       Duration(30 * time.Second),
 	}
-	DefaultLog      = Log{Level: "info", Format: LogText}
-	DefaultKafka    = KafkaSource{Group: "cdcflow", Start: StartEarliest, MaxInFlight: 4}
-	DefaultKinesis  = KinesisSource{Start: StartTrimHorizon}
-	DefaultDuckDB   = DuckDBSink{Path: "cdcflow.duckdb", TableNaming: NamingTable, DeadLetterTable: true,
+	DefaultLog     = Log{Level: "info", Format: LogText}
+	DefaultKafka   = KafkaSource{Group: "cdcflow", Start: StartEarliest, MaxInFlight: 4}
+	DefaultKinesis = KinesisSource{Start: StartTrimHorizon}
+	DefaultDuckDB  = DuckDBSink{Path: "cdcflow.duckdb", TableNaming: NamingTable, DeadLetterTable: true,
 		MemoryLimit: 112 * MB, Threads: 1, CheckpointThreshold: 64 * MB}
 	DefaultPostgres = PostgresSink{Schema: "public", TableNaming: NamingTable, DeadLetterTable: true}
 )

@@ -343,6 +343,12 @@ var badCases = map[string][]string{
 		`:4: source.kinesis.endpoint: "localhost:4567" is not an http:// or https:// URL`,
 		`:9: metrics.listen: "localhost" is not host:port`,
 	},
+	"kinesis_leases": {
+		`:4: source.kinesis.owner: "node\x01a" contains a control character`,
+		`:4: source.kinesis.owner: only applies with sink.postgres (DuckDB has one writer: one daemon reads every shard)`,
+		`:5: source.kinesis.lease_ttl: must be between 1s and 1h0m0s, got 500ms`,
+		`:5: source.kinesis.lease_ttl: only applies with sink.postgres`,
+	},
 	"postgres_url": {
 		`:2: source.file.paths[0]: "[a.ndjson" is not a valid glob pattern: syntax error in pattern`,
 		`:5: sink.postgres.url: URL scheme must be postgres or postgresql`,

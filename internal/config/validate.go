@@ -39,6 +39,7 @@ func (c *Config) Validate() error {
 	v.decode(&c.Decode)
 	v.tables(c.Tables)
 	v.sink(&c.Sink)
+	v.kinesisLeases(c)
 	v.noControl("dead_letters.file", c.DeadLetters.File)
 	v.pipeline(&c.Pipeline)
 	if c.Metrics.Listen != "" {
@@ -211,6 +212,30 @@ func (v *validator) kinesis(k *KinesisSource) {
 		v.add(p+".session_token", "requires access_key_id and secret_access_key")
 	}
 	v.noControl(p+".access_key_id", k.AccessKeyID)
+	if len(k.Owner) > 200 {
+		v.add(p+".owner", "is %d bytes long, at most 200", len(k.Owner))
+	} else {
+		v.noControl(p+".owner", k.Owner)
+	}
+	if ttl := k.LeaseTTL.Std(); k.LeaseTTL != 0 && (ttl < MinLeaseTTL || ttl > MaxLeaseTTL) {
+		v.add(p+".lease_ttl", "must be between %s and %s, got %s", MinLeaseTTL, MaxLeaseTTL, k.LeaseTTL)
+	}
+}
+
+// kinesisLeases checks that the lease keys of a Kinesis source are used
+// with a sink that stores leases.
+func (v *validator) kinesisLeases(c *Config) {
+	k := c.Source.Kinesis
+	if k == nil || c.Sink.DuckDB == nil {
+		return
+	}
+	const why = "only applies with sink.postgres (DuckDB has one writer: one daemon reads every shard)"
+	if k.Owner != "" {
+		v.add("source.kinesis.owner", why)
+	}
+	if k.LeaseTTL != 0 {
+		v.add("source.kinesis.lease_ttl", why)
+	}
 }
 
 func (v *validator) decode(d *Decode) {

@@ -159,15 +159,23 @@ type daemon struct {
 // test's cleanup kills it if it is still running.
 func startDaemon(t *testing.T, name string, cfg daemonConfig) *daemon {
 	t.Helper()
+	return runDaemon(t, name, cfg.yaml, "CDCFLOW_PG_URL="+cfg.pgURL)
+}
+
+// runDaemon writes the config yaml(metrics address) and starts `cdcflow run
+// -c FILE` with env added to the environment. The test's cleanup kills it if
+// it is still running.
+func runDaemon(t *testing.T, name string, yaml func(metricsAddr string) string, env ...string) *daemon {
+	t.Helper()
 	bin := cdcflowBinary(t)
 	addr := freeAddr(t)
 	path := filepath.Join(t.TempDir(), name+".yaml")
-	if err := os.WriteFile(path, []byte(cfg.yaml(addr)), 0o600); err != nil {
+	if err := os.WriteFile(path, []byte(yaml(addr)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	d := &daemon{name: name, metrics: addr, stderr: &tail{max: 48 << 10}, done: make(chan struct{})}
 	d.cmd = exec.Command(bin, "run", "-c", path)
-	d.cmd.Env = append(os.Environ(), "CDCFLOW_PG_URL="+cfg.pgURL)
+	d.cmd.Env = append(os.Environ(), env...)
 	d.cmd.Stdout = d.stderr
 	d.cmd.Stderr = d.stderr
 	if err := d.cmd.Start(); err != nil {

@@ -31,6 +31,7 @@
 //	TestPostgresRestart       PostgreSQL down past /readyz's grace period, then back
 //	TestTwoDaemonsKeysOnEveryPartition  two writers merging the same keys
 //	TestConcurrentWritersNeverResurrect  the race behind the previous one, forced
+//	TestKinesisLeases         two daemons split 4 kinesalite shards; split, kill -9, takeover, restart
 //
 // The binary is built once per source tree (go build ./cmd/cdcflow into
 // $TMPDIR/cdcflow-daemontest/<hash of the module's non-test sources>). Sizes

@@ -165,6 +165,7 @@ func (r *runner) applyOnce(b *change.Batch) error {
 	r.sum.Applied += int64(res.Applied)
 	r.sum.Duplicates += int64(res.Duplicates)
 	r.sum.Stale += int64(res.Stale)
+	r.fenced(res.Fenced, "sink", 0, 0)
 	for i := range b.Events {
 		r.sum.Tables[b.Events[i].QualifiedTable()]++
 	}

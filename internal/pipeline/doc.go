@@ -15,6 +15,17 @@
 //     run; Held/Resume is decoder.OldestHeld. A checkpoint travels only with
 //     the last piece of a batch that is split (chunked or bisected), so it is
 //     stored only once everything before it is stored.
+//   - Leases: with a LeasedSource (partitions shared by several processes),
+//     each checkpoint names the lease its partition's records were read
+//     under (LeaseOwner, LeaseEpoch from ReadEpochs, taken with each Read),
+//     and the sink stores nothing of a partition whose lease moved on. A
+//     partition the source no longer holds at that epoch is dropped from
+//     the batch before Apply (events, dead letters and checkpoint); its new
+//     owner reads it again from the stored checkpoint. When a partition's
+//     records arrive under a new epoch, the pending batch is applied first
+//     and the partition's Applied position starts again from the new
+//     lease's records. Fenced partitions are logged and counted
+//     (Summary.Fenced).
 //   - Resume: when the sink is a sink.PositionStore, its checkpoints are
 //     loaded at start and, when the source is a source.Resumer, passed to
 //     Resume. Events and dead letters at or before a stored Applied position

@@ -118,6 +118,7 @@ type Summary struct {
 	Batches       int64            // successful Apply calls
 	Retries       int64            // Apply attempts that failed and were retried
 	Bisects       int64            // batches split to isolate a rejected event
+	Fenced        int64            // partitions of batches not stored because their lease was lost (LeasedSource)
 	Interrupted   bool             // the context was cancelled before the input ended
 	Elapsed       time.Duration
 	EventsPerSec  float64 // Events / Elapsed

@@ -26,9 +26,10 @@ func keyOf(p change.Position) partKey { return partKey{p.Source, p.Partition} }
 
 // readResult is one Read.
 type readResult struct {
-	raws []change.Raw
-	ack  source.AckFunc
-	err  error
+	raws   []change.Raw
+	ack    source.AckFunc
+	err    error
+	epochs map[string]int64 // lease epoch per partition of raws (LeasedSource); nil without leases
 }
 
 // pendingAck is a source batch waiting to be acknowledged.
@@ -47,6 +48,7 @@ type runner struct {
 	stored    map[partKey]change.Checkpoint // loaded at start; drives the already-stored filter
 	consumed  map[partKey]change.Position   // highest record position decoded in this run
 	lastHeld  map[partKey]bool              // the partition's last stored checkpoint was Held
+	lease     leaseState                    // shard leases of the source (lease.go)
 	chunks    sink.ChunkStore               // nil when the sink stores no DSQL chunk ids
 	chunkSeq  int64                         // chunks read up to this sequence number
 
@@ -73,6 +75,7 @@ func newRunner(cfg Config) *runner {
 		stored:   map[partKey]change.Checkpoint{},
 		consumed: map[partKey]change.Position{},
 		lastHeld: map[partKey]bool{},
+		lease:    newLeaseState(cfg.Source),
 		touched:  map[partKey]bool{},
 		sum:      Summary{Dead: map[string]int64{}, Tables: map[string]int64{}},
 		skipped:  map[string]int64{},
@@ -108,7 +111,7 @@ func (r *runner) run(ctx context.Context) (Summary, error) {
 		defer close(done)
 		for {
 			raws, ack, err := r.cfg.Source.Read(readCtx)
-			res := readResult{raws: raws, ack: ack, err: err}
+			res := readResult{raws: raws, ack: ack, err: err, epochs: r.lease.readEpochs(err)}
 			select {
 			case reads <- res:
 			case <-stop:
@@ -338,6 +341,9 @@ func (r *runner) consume(res readResult, wait *time.Timer) error {
 	}
 	now := time.Now()
 	for i, raw := range res.raws {
+		if err := r.leaseTurn(raw.Position, res.epochs, wait); err != nil {
+			return err
+		}
 		if _, seen := r.consumed[keyOf(raw.Position)]; !seen && r.chunks != nil && r.sum.Records > 0 {
 			if err := r.loadChunks(r.applyCtx); err != nil {
 				// Not fatal: at worst pieces of a set stored by another
@@ -460,6 +466,7 @@ func (r *runner) checkpoints() []change.Checkpoint {
 		}
 		cps = append(cps, cp)
 	}
+	r.markLeases(cps)
 	slices.SortFunc(cps, func(a, b change.Checkpoint) int {
 		return cmp.Or(cmp.Compare(a.Source, b.Source), cmp.Compare(a.Partition, b.Partition))
 	})
@@ -472,7 +479,7 @@ func (r *runner) flush() error {
 	if r.raws == 0 && len(r.out.Events) == 0 && len(r.out.Dead) == 0 {
 		return nil
 	}
-	cps := r.checkpoints()
+	cps := r.dropUnowned(r.checkpoints())
 	if len(r.out.Dead) > 0 && r.cfg.DeadLetters != nil {
 		if err := r.writeDead(r.out.Dead); err != nil {
 			return err

@@ -106,6 +106,9 @@ func (s *Sink) applyOnce(ctx context.Context, b *change.Batch) (change.ApplyResu
 		if err != nil {
 			return err
 		}
+		if b, res.Fenced, err = s.fenceLeases(ctx, tx, b); err != nil { // leases.go
+			return err
+		}
 		var events []*change.Event
 		events, dead, skipped = s.dropStored(b, stored)
 		p = &batchPlan{events: make([]planned, 0, len(events)), pending: map[string]*tableState{}}

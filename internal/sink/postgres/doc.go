@@ -8,6 +8,8 @@
 //	<table>_current     view: latest event per record_id, deletes hidden
 //	<table>             merged table: live rows, typed columns, _cdc_* bookkeeping
 //	_cdc_tombstones     (table, record_id, commit_order) of applied deletes
+//	_cdc_chunks         chunk ids of reassembled DSQL records (sink.ChunkStore)
+//	_cdc_leases, _cdc_lease_owners  Kinesis shard leases (LeaseTable), fenced in Apply
 //	cdc_dead_letters    rejected records and rows (with DeadLetterTable)
 //	_cdc_checkpoints    one row per stream partition
 //	_cdc_tables, _cdc_columns   what the sink created, and the column types

@@ -59,6 +59,10 @@
 //     lost from being stored: the sink must fence (store a checkpoint only
 //     while the lease of LeaseEpoch is still held, in the same transaction),
 //     and the pipeline should skip checkpoints of shards the source no
-//     longer Owns.
+//     longer Owns. ReadEpochs gives the epoch each shard of the last batch
+//     was read under (taken with the records, under the source's lock), so
+//     a pipeline never attributes records read under a lost lease to a
+//     later take of the same shard. A shard this source finished keeps its
+//     LeaseEpoch, for late checkpoints of it.
 
 package kinesis

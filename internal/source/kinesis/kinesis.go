@@ -45,7 +45,8 @@ type Source struct {
 	closed   bool
 	resumed  []change.Checkpoint
 
-	doneElsewhere map[string]bool // shards the lease table says are finished
+	doneElsewhere map[string]bool  // shards the lease table says are finished
+	readEpochs    map[string]int64 // lease epoch per shard of the last batch Read returned (lease.go)
 }
 
 var (
@@ -239,6 +240,7 @@ func (s *Source) Read(ctx context.Context) ([]change.Raw, source.AckFunc, error)
 			return nil, nil, err
 		}
 		if raws, b := s.takeLocked(); b != nil {
+			s.noteEpochsLocked(b)
 			s.notifyLocked()
 			s.mu.Unlock()
 			return raws, b.ack, nil
@@ -401,13 +403,15 @@ func (s *Source) finishIfDoneLocked(sh *shard) {
 // MillisBehind returns, per shard being read, how far its reader is behind
 // the tip of the shard in milliseconds, as reported by the last GetRecords
 // (MillisBehindLatest). A shard appears once one GetRecords answered for it
-// and disappears once it is finished.
+// and disappears once it is finished or its lease is gone (lost or given
+// back). The daemon exports it as cdcflow_source_millis_behind_latest. Safe
+// for concurrent use; it only copies state.
 func (s *Source) MillisBehind() map[string]int64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	m := map[string]int64{}
 	for id, sh := range s.shards {
-		if sh.behind >= 0 && !sh.finished {
+		if sh.behind >= 0 && sh.owned && !sh.finished {
 			m[id] = sh.behind
 		}
 	}

@@ -61,14 +61,52 @@ func (s *Source) Owns(shard string) bool {
 
 // LeaseEpoch returns the epoch of the shard's lease held by this source, or
 // 0 when it holds none: the fencing token a sink compares with its lease
-// table before storing the shard's checkpoint.
+// table before storing the shard's checkpoint. A shard this source read to
+// its end and recorded as finished keeps its last epoch (a finished lease
+// is never taken again), so late checkpoints and dead letters of the shard
+// (pieces of a DSQL record held past its end) are still stored.
 func (s *Source) LeaseEpoch(shard string) int64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if sh := s.shards[shard]; sh != nil && sh.owned {
+	if sh := s.shards[shard]; sh != nil && (sh.owned || sh.reported) {
 		return sh.lease.Epoch
 	}
 	return 0
+}
+
+// LeaseOwner returns Options.Owner when the source shares its shards
+// through leases, else "".
+func (s *Source) LeaseOwner() string {
+	if s.opts.Leases == nil {
+		return ""
+	}
+	return s.opts.Owner
+}
+
+// ReadEpochs returns the lease epoch of each shard of the records the last
+// Read returned, as held when Read took them (nil without leases). A
+// pipeline calls it from the goroutine that calls Read, after Read returned
+// and before it calls Read again; unlike LeaseEpoch called later, it
+// cannot attribute records read under a lease since lost to a lease taken
+// again afterwards.
+func (s *Source) ReadEpochs() map[string]int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.readEpochs
+}
+
+// noteEpochsLocked records the lease epochs of b's shards for ReadEpochs.
+// A pending chunk always belongs to the shard's current lease: dropLocked
+// discards it with the lease.
+func (s *Source) noteEpochsLocked(b *batch) {
+	if s.opts.Leases == nil {
+		return
+	}
+	m := make(map[string]int64, len(b.spans))
+	for _, sp := range b.spans {
+		m[sp.sh.id] = sp.sh.lease.Epoch
+	}
+	s.readEpochs = m
 }
 
 // leases runs the lease loop: every LeaseTTL/3 it renews the leases held,
@@ -156,8 +194,16 @@ func (s *Source) leaseRound(ctx context.Context) error {
 	}
 	for _, l := range all {
 		byShard[l.Shard] = l
-		if l.Finished {
+		if l.Finished && !s.doneElsewhere[l.Shard] {
 			s.doneElsewhere[l.Shard] = true
+			if sh := s.shards[l.Shard]; sh != nil && !sh.finished {
+				// Finished by another owner: its children may be new to this
+				// source, which lists shards only every DiscoverInterval.
+				select {
+				case s.kick <- struct{}{}:
+				default:
+				}
+			}
 		}
 	}
 	var candidates, free []string
@@ -266,7 +312,8 @@ func (s *Source) dropLocked(sh *shard) {
 }
 
 // releaseAll gives back every lease held, at Close, recording the
-// finished shards as finished.
+// finished shards as finished, then closes the Leaser if it has a
+// Close(context.Context) error method.
 func (s *Source) releaseAll(ctx context.Context) error {
 	s.mu.Lock()
 	var release, finish []Lease
@@ -291,6 +338,11 @@ func (s *Source) releaseAll(ctx context.Context) error {
 	for _, l := range release {
 		if err := s.opts.Leases.ReleaseLease(ctx, l); err != nil && first == nil {
 			first = fmt.Errorf("release lease of %s[%s]: %w", l.Stream, l.Shard, err)
+		}
+	}
+	if c, ok := s.opts.Leases.(interface{ Close(context.Context) error }); ok {
+		if err := c.Close(ctx); err != nil && first == nil {
+			first = fmt.Errorf("close lease table: %w", err)
 		}
 	}
 	return first

@@ -371,3 +371,93 @@ func TestLeasesSplit(t *testing.T) {
 		}
 	}
 }
+
+// TestReadEpochs checks that ReadEpochs names the lease each batch was
+// read under: a batch read after the lease was stolen still carries the old
+// epoch (so a sink fences it), and once the source takes the shard again
+// its batches carry the new epoch and start right after the checkpoint the
+// fenced sink stored.
+func TestReadEpochs(t *testing.T) {
+	srv := env(t)
+	const stream = "epochs"
+	srv.CreateStream(t, stream, 1)
+	puts := putRecords(t, srv.Client(), stream, shortData("e", 200), keyN)
+	index := map[string]int{}
+	for i, p := range puts {
+		index[p.Seq] = i
+	}
+	shard := puts[0].Shard
+
+	leaser := newMemLeaser()
+	var mu sync.Mutex
+	var stored []change.Checkpoint
+	o := testOptions(srv.Endpoint, stream)
+	o.Leases, o.Owner, o.LeaseTTL = leaser, "a", 600*time.Millisecond
+	o.MaxBatchRecords = 20
+	o.Checkpoints = func(context.Context, string) ([]change.Checkpoint, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]change.Checkpoint(nil), stored...), nil
+	}
+	s := newSource(t, o)
+	if s.LeaseOwner() != "a" {
+		t.Fatalf("LeaseOwner = %q", s.LeaseOwner())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	// read reads one batch; it stores the batch's checkpoint when the
+	// batch's lease is still held, like a fencing sink.
+	read := func() (epoch int64, first, last int) {
+		t.Helper()
+		raws, ack, err := s.Read(ctx)
+		if err != nil {
+			t.Fatalf("Read: %v", err)
+		}
+		eps := s.ReadEpochs()
+		if len(eps) != 1 || eps[shard] == 0 {
+			t.Fatalf("ReadEpochs = %v, want one epoch for %s", eps, shard)
+		}
+		epoch = eps[shard]
+		first, last = index[raws[0].Position.Offset], index[raws[len(raws)-1].Position.Offset]
+		leaser.mu.Lock()
+		held := leaser.holds(Lease{Stream: stream, Shard: shard, Owner: "a", Epoch: epoch}) != nil
+		leaser.mu.Unlock()
+		if held {
+			mu.Lock()
+			stored = []change.Checkpoint{{Source: stream, Partition: shard, Applied: raws[len(raws)-1].Position}}
+			mu.Unlock()
+		}
+		if err := ack(ctx, nil); err != nil {
+			t.Fatal(err)
+		}
+		return epoch, first, last
+	}
+	epoch, _, storedLast := read()
+	if epoch != 1 || s.LeaseEpoch(shard) != 1 {
+		t.Fatalf("first batch under epoch %d, LeaseEpoch %d; want 1", epoch, s.LeaseEpoch(shard))
+	}
+
+	// A thief takes the lease (as if a's had expired) for a moment.
+	leaser.mu.Lock()
+	r := leaser.row(stream, shard)
+	r.Owner, r.Epoch, r.until = "thief", r.Epoch+1, time.Now().Add(300*time.Millisecond)
+	leaser.mu.Unlock()
+
+	for {
+		epoch, first, _ := read()
+		switch epoch {
+		case 1: // read ahead under the stolen lease: not stored
+			continue
+		case 3:
+			if first != storedLast+1 {
+				t.Errorf("first batch under the new lease starts at record %d, want %d (after the stored checkpoint)", first, storedLast+1)
+			}
+			if got := s.LeaseEpoch(shard); got != 3 {
+				t.Errorf("LeaseEpoch = %d, want 3", got)
+			}
+			return
+		default:
+			t.Fatalf("batch under epoch %d, want 1 or 3", epoch)
+		}
+	}
+}

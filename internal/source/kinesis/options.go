@@ -74,7 +74,9 @@ type Options struct {
 	// one or several daemons) with the same lease table: each reads only
 	// the shards whose lease it holds. Owner names this source in the table
 	// and must be unique among them (host name and process id, say). nil
-	// means this source reads every shard.
+	// means this source reads every shard. Close releases the leases held
+	// and then closes Leases when it has a Close(context.Context) error
+	// method.
 	Leases   Leaser
 	Owner    string
 	LeaseTTL time.Duration // a lease not renewed for this long may be taken by another owner
