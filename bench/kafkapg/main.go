@@ -83,8 +83,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.fresh.warmup, "warmup", 10*time.Second, "freshness: produced at -rate before measuring")
 	fs.DurationVar(&o.fresh.duration, "duration", 60*time.Second, "freshness: measured time")
 	fs.DurationVar(&o.fresh.poll, "poll", 10*time.Millisecond, "freshness: checkpoint poll interval (the resolution)")
-	fs.DurationVar(&o.fresh.batchWait, "batch-wait", time.Second, "freshness: pipeline.batch_max_wait (1s is the default)")
-	fs.IntVar(&o.fresh.maxInFlight, "max-in-flight", 0, "freshness: source.kafka.max_in_flight (0: the default, 4)")
+	fs.DurationVar(&o.fresh.batchWait, "batch-wait", 250*time.Millisecond, "freshness: pipeline.batch_max_wait (250ms is the default)")
+	fs.IntVar(&o.fresh.maxInFlight, "max-in-flight", 0, "freshness: source.kafka.max_in_flight (0: the default, 64)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -485,7 +485,7 @@ func printReport(w io.Writer, o options, rs []result, fr *freshResult, load0, lo
 	}
 	if fr != nil {
 		f := o.fresh
-		inFlight := "default (4)"
+		inFlight := "default (64)"
 		if f.maxInFlight > 0 {
 			inFlight = strconv.Itoa(f.maxInFlight)
 		}

@@ -216,13 +216,13 @@ var (
 	DefaultPipeline = Pipeline{
 		BatchMaxEvents: 10000,
 		BatchMaxBytes:  16 * MiB,
-		BatchMaxWait:   Duration(time.Second),
+		BatchMaxWait:   Duration(250 * time.Millisecond),
 		MaxAttempts:    5,
 		RetryInitial:   Duration(100 * time.Millisecond),
 		RetryMax:       Duration(30 * time.Second),
 	}
 	DefaultLog     = Log{Level: "info", Format: LogText}
-	DefaultKafka   = KafkaSource{Group: "cdcflow", Start: StartEarliest, MaxInFlight: 4}
+	DefaultKafka   = KafkaSource{Group: "cdcflow", Start: StartEarliest, MaxInFlight: 64}
 	DefaultKinesis = KinesisSource{Start: StartTrimHorizon}
 	DefaultDuckDB  = DuckDBSink{Path: "cdcflow.duckdb", TableNaming: NamingTable, DeadLetterTable: true,
 		MemoryLimit: 112 * MB, Threads: 1, CheckpointThreshold: 64 * MB}

@@ -130,7 +130,7 @@ func TestReadmeExamples(t *testing.T) {
 	}
 	k := c.Source.Kafka
 	if k == nil || !slices.Equal(k.Brokers, []string{"127.0.0.1:9092"}) || !slices.Equal(k.Topics, []string{"dsql.public.orders"}) ||
-		k.Group != "cdcflow" || k.Start != StartEarliest || k.MaxInFlight != 4 || k.TLS.Enabled || k.SASL != nil {
+		k.Group != "cdcflow" || k.Start != StartEarliest || k.MaxInFlight != 64 || k.TLS.Enabled || k.SASL != nil {
 		t.Errorf("source.kafka = %+v", k)
 	}
 	if c.Decode.Format != FormatDSQL {
@@ -435,7 +435,7 @@ func TestDefaults(t *testing.T) {
 	if d.Decode.Format != "auto" || d.Decode.MaxFragmentBytes != 64<<20 || d.Decode.FragmentTimeout.Std() != 5*time.Minute {
 		t.Errorf("decode defaults = %+v", d.Decode)
 	}
-	if d.Pipeline.BatchMaxEvents != 10000 || d.Pipeline.BatchMaxBytes != 16<<20 || d.Pipeline.BatchMaxWait.Std() != time.Second ||
+	if d.Pipeline.BatchMaxEvents != 10000 || d.Pipeline.BatchMaxBytes != 16<<20 || d.Pipeline.BatchMaxWait.Std() != 250*time.Millisecond ||
 		d.Pipeline.MaxAttempts != 5 || d.Pipeline.RetryInitial.Std() != 100*time.Millisecond || d.Pipeline.RetryMax.Std() != 30*time.Second {
 		t.Errorf("pipeline defaults = %+v", d.Pipeline)
 	}

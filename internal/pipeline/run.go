@@ -284,6 +284,15 @@ func (r *runner) loop(ctx context.Context, reads <-chan readResult) error {
 			if err := r.consume(res, wait); err != nil {
 				return err
 			}
+			if r.atSourceCap() {
+				// The source reads no more until acks arrive: waiting
+				// for the timer would only delay these records.
+				wait.Stop()
+				r.waiting = false
+				if err := r.flush(); err != nil {
+					return err
+				}
+			}
 		case <-wait.C:
 			r.waiting = false
 			if err := r.flush(); err != nil {
@@ -295,6 +304,14 @@ func (r *runner) loop(ctx context.Context, reads <-chan readResult) error {
 			r.observeDecoder(r.dec.Stats())
 		}
 	}
+}
+
+// atSourceCap reports whether the pending batch holds records and the
+// source (a source.Bounded) has delivered as many batches as it lets be
+// unacknowledged.
+func (r *runner) atSourceCap() bool {
+	b, ok := r.cfg.Source.(source.Bounded)
+	return ok && r.raws > 0 && len(r.acks) >= b.MaxInFlight()
 }
 
 // stopGracefully applies what is pending after ctx was cancelled.

@@ -35,6 +35,14 @@ type Resumer interface {
 	Resume(ctx context.Context, cps []change.Checkpoint) error
 }
 
+// Bounded is a source whose Read blocks while MaxInFlight batches are
+// unacknowledged. A pipeline holding that many unacknowledged batches gets
+// no more records until it applies and acknowledges some, so it applies its
+// pending batch at once instead of waiting for its max-wait timer.
+type Bounded interface {
+	MaxInFlight() int
+}
+
 // CanResumer is implemented by a Resumer some of whose streams cannot resume
 // (stdin): the pipeline neither resumes nor filters by a stored checkpoint of
 // a stream for which CanResume reports false.

@@ -29,7 +29,7 @@ const (
 
 // Defaults used when an Options field is zero.
 const (
-	DefaultMaxInFlight     = 4
+	DefaultMaxInFlight     = 64
 	DefaultMaxBatchRecords = 10000
 	DefaultRevokeWait      = 10 * time.Second
 )
@@ -874,3 +874,9 @@ func (s *Source) abandonLocked(ps []*partition) int {
 	s.notifyLocked()
 	return n
 }
+
+// MaxInFlight implements source.Bounded: Read blocks while this many
+// batches are unacknowledged.
+func (s *Source) MaxInFlight() int { return s.opts.MaxInFlight }
+
+var _ source.Bounded = (*Source)(nil)

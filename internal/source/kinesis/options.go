@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 
 	"github.com/cdcflow/cdcflow/internal/change"
+	"github.com/cdcflow/cdcflow/internal/source"
 )
 
 // Start policies for shards without a stored checkpoint.
@@ -207,3 +208,9 @@ func (o Options) Format(f fmt.State, verb rune) {
 	}
 	fmt.Fprintf(f, fmt.FormatString(f, verb), p)
 }
+
+// MaxInFlight implements source.Bounded: Read blocks while this many
+// batches are unacknowledged.
+func (s *Source) MaxInFlight() int { return s.opts.MaxInFlight }
+
+var _ source.Bounded = (*Source)(nil)
