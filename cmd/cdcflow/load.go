@@ -190,6 +190,7 @@ func jobFromConfig(cfg *config.Config, s *streams) (job, error) {
 		pipe: pipeline.Config{
 			BatchMaxEvents: p.BatchMaxEvents, BatchMaxBytes: int64(p.BatchMaxBytes), BatchMaxWait: p.BatchMaxWait.Std(),
 			MaxAttempts: p.MaxAttempts, RetryInitial: p.RetryInitial.Std(), RetryMax: p.RetryMax.Std(),
+			ParkTimeout: cfg.Decode.FragmentTimeout.Std(),
 		},
 		logger: slog.New(h),
 	}, nil

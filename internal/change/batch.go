@@ -44,6 +44,32 @@ type Batch struct {
 	Events      []Event
 	Dead        []DeadLetter
 	Checkpoints []Checkpoint
+	// Fences are checkpoints used only for their lease (LeaseOwner,
+	// LeaseEpoch): the sink fences the batch's partitions by them exactly
+	// as by Checkpoints, but stores none of them. The pipeline sets them on
+	// the first parts of a bisected batch, which carry no checkpoints.
+	Fences []Checkpoint
+	// Park holds pieces of oversized DSQL records whose sets did not
+	// complete in this process: a sink.PieceStore stores them in the
+	// batch's transaction, so the checkpoints may pass them and any process
+	// can complete their sets (see sink.PieceStore).
+	Park []Piece
+	// DedupePositions means the position of each event and dead letter
+	// names its source record for good (a DynamoDB Streams sequence number
+	// is unique within its stream), and no checkpoint covers it. A sink
+	// then stores every such position that has an Offset in the batch's
+	// transaction and first drops the events and dead letters whose
+	// position an earlier batch stored: a redelivered record is stored once.
+	DedupePositions bool
+}
+
+// Piece is one piece of an oversized DSQL record (the main record or one
+// fragment) parked in the sink.
+type Piece struct {
+	ChunkID   string
+	Index     int // fragment index; -1 for the main record
+	Fragments int // the set's fragment count, known from the main record; 0 for a fragment
+	Raw       Raw // the record's bytes and position
 }
 
 // Len is the number of events and dead letters in b.

@@ -51,6 +51,12 @@ type Event struct {
 	// sink.ChunkStore store it with the event, so a restarted decoder knows
 	// the set was completed (see sink.ChunkStore).
 	ChunkID string
+	// Parked marks an event reassembled from pieces parked in the sink by
+	// several processes (sink.PieceStore). Its Position is that of one of
+	// the pieces, possibly of a partition another process reads: such an
+	// event is stored at most once by its ChunkID, never filtered or
+	// checkpointed by its Position.
+	Parked bool
 }
 
 // Image returns the row image that describes the event: After, or Before for

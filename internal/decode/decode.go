@@ -71,6 +71,10 @@ type Stats struct {
 //	// RememberCompleted marks chunk ids of DSQL sets stored before this
 //	// decoder started as completed (sink.ChunkStore).
 //	func (d *Decoder) RememberCompleted(ids []string)
+//	// Park and Reassemble hand held DSQL pieces to a sink.PieceStore and
+//	// complete sets from pieces read back from it.
+//	func (d *Decoder) Park(before time.Time) []change.Piece
+//	func (d *Decoder) Reassemble(pieces []change.Piece, now time.Time, out *Output)
 //	func (d *Decoder) Stats() Stats
 //
 // A Decoder is not safe for concurrent use.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/cdcflow/cdcflow/internal/change"
@@ -164,6 +165,39 @@ func (d *Decoder) OldestHeld(source, partition string) (change.Position, bool) {
 // sink.ChunkStore): their pieces, re-read after a restart or redelivered
 // late, are dropped as duplicates instead of being held again.
 func (d *Decoder) RememberCompleted(ids []string) { d.dsql.RememberCompleted(ids) }
+
+// Park hands over the pieces of DSQL sets held since before (their first
+// piece arrived earlier) and still incomplete, for a sink.PieceStore; they
+// are no longer held, and OldestHeld no longer counts them.
+func (d *Decoder) Park(before time.Time) []change.Piece { return d.dsql.Park(before) }
+
+// HeldSince returns when the first piece of the oldest held DSQL set
+// arrived (the time passed to Decode); false when nothing is held.
+func (d *Decoder) HeldSince() (time.Time, bool) { return d.dsql.HeldSince() }
+
+// Reassemble decodes the parked pieces of complete sets (read back from a
+// sink.PieceStore) with a decoder of its own, so they neither meet this
+// decoder's held pieces nor count in its statistics, and appends the
+// events, marked Parked, and the dead letters of invalid pieces to out.
+func (d *Decoder) Reassemble(pieces []change.Piece, now time.Time, out *Output) {
+	fresh := dsql.NewDecoder(d.keys, math.MaxInt64, DefaultFragmentTimeout)
+	ne := len(out.Events)
+	for _, p := range pieces {
+		var err error
+		out.Events, err = fresh.Decode(out.Events, p.Raw, now)
+		var poison *change.Poison
+		if errors.As(err, &poison) {
+			out.Dead = append(out.Dead, change.DeadLetter{Reason: poison.Reason, Detail: poison.Error(),
+				Format: FormatDSQL, Position: p.Raw.Position, Raw: p.Raw.Data})
+		}
+		out.Dead = append(out.Dead, fresh.TakeDead()...)
+	}
+	// A set still incomplete here stays parked until it completes or the
+	// sink expires it: no dead letter for it now.
+	for i := ne; i < len(out.Events); i++ {
+		out.Events[i].Parked = true
+	}
+}
 
 // Stats returns a snapshot of the counters.
 func (d *Decoder) Stats() Stats {

@@ -174,7 +174,9 @@ func OpenSink(ctx context.Context, c Config, log *slog.Logger) (sink.Sink, error
 	s, err := postgres.Open(ctx, postgres.Options{
 		URL: u, Schema: c.Schema, DeadLetterTable: true, Logger: log,
 		// DynamoDB Streams records carry no shard id: their positions are
-		// not checkpointed (see doc.go), so none may filter them.
+		// not checkpointed, so none may filter them; the sink deduplicates
+		// them by sequence number instead (change.Batch.DedupePositions,
+		// see doc.go).
 		CanResume: func(source string) bool { return source != "-" && !isDynamoStream(source) },
 	})
 	if err != nil {

@@ -30,10 +30,17 @@
 //     before Apply (the PostgreSQL sink repeats the check under a partition
 //     lock). This is exact only while a partition's batches are applied in
 //     stream order: Kinesis ParallelizationFactor must be 1.
-//   - DynamoDB Streams positions are not checkpointed, because concurrent
-//     shards would share the partition "": a redelivered DynamoDB batch is
-//     logged again (merged tables are unaffected: the sink counts the
-//     events as duplicates).
+//   - Redelivery adds nothing (DynamoDB Streams) either, by another means:
+//     their positions are not checkpointed, because concurrent shards
+//     would share the partition "", but a sequence number is unique within
+//     its stream. Their batches set change.Batch.DedupePositions: the sink
+//     stores each record's (stream ARN, sequence number) in
+//     _cdc_record_positions in the batch's transaction and drops the events
+//     and dead letters of records stored before, so cdc_events holds one
+//     row per record however the mapping retries, splits or overlaps
+//     batches. Positions are kept 48 hours (the stream keeps records 24);
+//     a record without a usable SequenceNumber has no identity and is
+//     dead-lettered at each delivery.
 //   - DSQL pieces of an oversized record still incomplete at the end of a
 //     batch are not lost with the invocation: the rest of the batch is
 //     applied with a Held checkpoint and the oldest held piece is reported,

@@ -191,6 +191,11 @@ func (h *Handler) Handle(ctx context.Context, payload json.RawMessage) (Response
 	for _, n := range res.Dead {
 		dead += n
 	}
+	if b.DedupePositions {
+		// The sink dropped the records whose positions it had stored; the
+		// rest were logged, rejected or stored as dead letters.
+		already += max(b.Len()-res.Logged-dead, 0)
+	}
 	log.Info("batch applied", "events", len(b.Events), "dead_letters", dead, "already_stored", already,
 		"logged", res.Logged, "applied", res.Applied, "duplicates", res.Duplicates, "stale", res.Stale,
 		"held_partitions", len(held), "elapsed", time.Since(start).Round(time.Millisecond))
@@ -235,9 +240,11 @@ func (h *Handler) checkpoints(ctx context.Context, ev *event) (map[partKey]chang
 
 // batch builds the sink batch: events and dead letters not already stored,
 // and one checkpoint per partition (ordered events only) at the highest
-// position this batch or an earlier one reached.
+// position this batch or an earlier one reached. DynamoDB Streams records
+// have no checkpoint (the event does not name their shard): the sink
+// deduplicates them by sequence number instead (DedupePositions).
 func (h *Handler) batch(ev *event, out *decode.Output, stored map[partKey]change.Checkpoint) (*change.Batch, int) {
-	b := &change.Batch{}
+	b := &change.Batch{DedupePositions: ev.source == SourceDynamoDB}
 	already := 0
 	for _, e := range out.Events {
 		if covered(stored, e.Position, "") {

@@ -29,10 +29,18 @@ func split(evs []change.Event, dead []change.DeadLetter, at int) (le []change.Ev
 
 // bisect applies one batch; if the sink keeps rejecting it, it applies the
 // halves separately, down to the single event at fault, which becomes a
-// dead letter. Only the last piece carries the checkpoints, so they are
-// stored only once everything before them is.
-func (r *runner) bisect(evs []change.Event, dead []change.DeadLetter, cps []change.Checkpoint) error {
-	b := &change.Batch{Events: evs, Dead: dead, Checkpoints: cps}
+// dead letter. Only the last piece carries the checkpoints (and the parked
+// DSQL pieces they pass), so they are stored only once everything before
+// them is.
+func (r *runner) bisect(evs []change.Event, dead []change.DeadLetter, cps []change.Checkpoint, park []change.Piece) error {
+	return r.bisectFenced(evs, dead, cps, nil, park)
+}
+
+// bisectFenced is bisect with fences: the leases the first parts of a split
+// batch are checked against (change.Batch.Fences), since they carry no
+// checkpoints.
+func (r *runner) bisectFenced(evs []change.Event, dead []change.DeadLetter, cps, fences []change.Checkpoint, park []change.Piece) error {
+	b := &change.Batch{Events: evs, Dead: dead, Checkpoints: cps, Fences: fences, Park: park}
 	if len(evs) == 0 {
 		return r.applyForever(b)
 	}
@@ -45,17 +53,20 @@ func (r *runner) bisect(evs []change.Event, dead []change.DeadLetter, cps []chan
 		return err
 	}
 	if len(evs) == 1 && len(dead) == 0 {
-		return r.culprit(evs[0], err, cps)
+		return r.culprit(evs[0], err, cps, fences, park)
 	}
 	r.sum.Bisects++
 	r.cfg.Metrics.Bisect()
 	n := len(evs) + len(dead)
 	r.log.Warn("sink rejects batch; bisecting", "items", n, "first", evs[0].Position.String(), "error", err)
 	le, ld, re, rd := split(evs, dead, n/2)
-	if err := r.bisect(le, ld, nil); err != nil {
+	if fences == nil {
+		fences = leased(cps)
+	}
+	if err := r.bisectFenced(le, ld, nil, fences, nil); err != nil {
 		return err
 	}
-	return r.bisect(re, rd, cps)
+	return r.bisectFenced(re, rd, cps, fences, park)
 }
 
 // applyRetry applies b up to MaxAttempts times (once for a permanent
@@ -106,10 +117,10 @@ func (r *runner) applyForever(b *change.Batch) error {
 // sink says the event is at fault (a permanent error) or when the sink is up
 // enough to store its dead letter; otherwise the sink is down and the event
 // is retried.
-func (r *runner) culprit(ev change.Event, err error, cps []change.Checkpoint) error {
+func (r *runner) culprit(ev change.Event, err error, cps, fences []change.Checkpoint, park []change.Piece) error {
 	for round := 1; ; round++ {
 		dl := change.DeadLetter{Reason: change.ReasonSinkRejected, Detail: err.Error(), Position: ev.Position, Raw: ev.Raw}
-		b := &change.Batch{Dead: []change.DeadLetter{dl}, Checkpoints: cps}
+		b := &change.Batch{Dead: []change.DeadLetter{dl}, Checkpoints: cps, Fences: fences, Park: park}
 		var stored error
 		if errors.Is(err, sink.ErrPermanent) {
 			if stored = r.applyForever(b); stored != nil {
@@ -200,4 +211,15 @@ func backoff(initial, limit time.Duration, attempt int) time.Duration {
 		d = limit
 	}
 	return rand.N(d + 1)
+}
+
+// leased returns the checkpoints of cps that carry a lease.
+func leased(cps []change.Checkpoint) []change.Checkpoint {
+	var out []change.Checkpoint
+	for _, c := range cps {
+		if c.LeaseEpoch > 0 {
+			out = append(out, c)
+		}
+	}
+	return out
 }

@@ -124,7 +124,7 @@ func (r *runner) dropUnowned(cps []change.Checkpoint) []change.Checkpoint {
 		return lost[k]
 	}
 	ne, nd := len(r.out.Events), len(r.out.Dead)
-	r.out.Events = slices.DeleteFunc(r.out.Events, func(e change.Event) bool { return isLost(e.Position) })
+	r.out.Events = slices.DeleteFunc(r.out.Events, func(e change.Event) bool { return !e.Parked && isLost(e.Position) })
 	r.out.Dead = slices.DeleteFunc(r.out.Dead, func(d change.DeadLetter) bool { return isLost(d.Position) })
 	if len(lost) == 0 {
 		return kept

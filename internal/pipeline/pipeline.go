@@ -22,6 +22,8 @@ const (
 	DefaultRetryMax        = 30 * time.Second
 	DefaultShutdownTimeout = 30 * time.Second
 	DefaultExpireEvery     = time.Second
+	DefaultParkAfter       = 5 * time.Second
+	DefaultParkTimeout     = 5 * time.Minute
 )
 
 // DeadLetterWriter receives every dead letter before the batch holding it is
@@ -49,6 +51,13 @@ type Config struct {
 
 	ShutdownTimeout time.Duration // bound on finishing the in-flight batch after ctx is cancelled
 	ExpireEvery     time.Duration // how often held DSQL fragments are checked for timeout
+
+	// With a LeasedSource and a sink.PieceStore, DSQL sets held for
+	// ParkAfter are parked in the sink, where any process completes them;
+	// parked sets incomplete after ParkTimeout (set it to the decoder's
+	// fragment timeout) are dead-lettered by the sink. See park.go.
+	ParkAfter   time.Duration
+	ParkTimeout time.Duration
 
 	Progress func(Progress) // called after every applied batch, from Run's goroutine
 	Logger   *slog.Logger   // nil means slog.Default()
@@ -162,7 +171,7 @@ func (c *Config) setDefaults() error {
 	case c.Sink == nil:
 		return errors.New("pipeline config: Sink is nil")
 	case c.BatchMaxEvents < 0, c.BatchMaxBytes < 0, c.BatchMaxWait < 0, c.MaxAttempts < 0,
-		c.RetryInitial < 0, c.RetryMax < 0, c.ShutdownTimeout < 0, c.ExpireEvery < 0:
+		c.RetryInitial < 0, c.RetryMax < 0, c.ShutdownTimeout < 0, c.ExpireEvery < 0, c.ParkAfter < 0, c.ParkTimeout < 0:
 		return errors.New("pipeline config: batch, retry and timeout settings must not be negative")
 	}
 	def := func(v *int64, d int64) {
@@ -187,6 +196,8 @@ func (c *Config) setDefaults() error {
 	defDur(&c.RetryMax, DefaultRetryMax)
 	defDur(&c.ShutdownTimeout, DefaultShutdownTimeout)
 	defDur(&c.ExpireEvery, DefaultExpireEvery)
+	defDur(&c.ParkAfter, DefaultParkAfter)
+	defDur(&c.ParkTimeout, DefaultParkTimeout)
 	if c.RetryMax < c.RetryInitial {
 		c.RetryMax = c.RetryInitial
 	}

@@ -49,6 +49,7 @@ type runner struct {
 	consumed  map[partKey]change.Position   // highest record position decoded in this run
 	lastHeld  map[partKey]bool              // the partition's last stored checkpoint was Held
 	lease     leaseState                    // shard leases of the source (lease.go)
+	park      parkState                     // DSQL pieces parked in the sink (park.go)
 	chunks    sink.ChunkStore               // nil when the sink stores no DSQL chunk ids
 	chunkSeq  int64                         // chunks read up to this sequence number
 
@@ -68,7 +69,7 @@ type runner struct {
 }
 
 func newRunner(cfg Config) *runner {
-	return &runner{
+	r := &runner{
 		cfg:      cfg,
 		log:      cfg.Logger,
 		dec:      cfg.Decoder,
@@ -80,6 +81,8 @@ func newRunner(cfg Config) *runner {
 		sum:      Summary{Dead: map[string]int64{}, Tables: map[string]int64{}},
 		skipped:  map[string]int64{},
 	}
+	r.park = newParkState(cfg, r.lease)
+	return r
 }
 
 // shutdownContext returns a context that is not cancelled with ctx but
@@ -300,6 +303,16 @@ func (r *runner) loop(ctx context.Context, reads <-chan readResult) error {
 			}
 		case now := <-expire.C:
 			r.takeHeldOutput(func(out *decode.Output) { r.dec.Expire(now, out) }, wait)
+			if r.park.store != nil {
+				r.takeParkable(now)
+				if r.sweepParked(now) || len(r.park.held) > 0 {
+					wait.Stop()
+					r.waiting = false
+					if err := r.flush(); err != nil {
+						return err
+					}
+				}
+			}
 			r.releaseAcks()
 			r.observeDecoder(r.dec.Stats())
 		}
@@ -414,7 +427,10 @@ func (r *runner) filterTail(ne, nd int) {
 	}
 	kept := r.out.Events[:ne]
 	for _, e := range r.out.Events[ne:] {
-		if r.alreadyStored(e.Position, "") {
+		// A sink.PieceStore stores a reassembled DSQL event at most once by
+		// its chunk id; its position may lie before a checkpoint another
+		// process stored while it held the set's other pieces.
+		if (e.ChunkID == "" || r.park.store == nil) && r.alreadyStored(e.Position, "") {
 			r.sum.AlreadyStored++
 			continue
 		}
@@ -493,7 +509,8 @@ func (r *runner) checkpoints() []change.Checkpoint {
 // flush applies the pending batch, if any, and acknowledges the source
 // batches it completes.
 func (r *runner) flush() error {
-	if r.raws == 0 && len(r.out.Events) == 0 && len(r.out.Dead) == 0 {
+	r.takeParkable(time.Now()) // before checkpoints: parked pieces are no longer held
+	if r.raws == 0 && len(r.out.Events) == 0 && len(r.out.Dead) == 0 && len(r.park.held) == 0 {
 		return nil
 	}
 	cps := r.dropUnowned(r.checkpoints())
@@ -502,9 +519,10 @@ func (r *runner) flush() error {
 			return err
 		}
 	}
-	if err := r.bisect(r.out.Events, r.out.Dead, cps); err != nil {
+	if err := r.bisect(r.out.Events, r.out.Dead, cps, r.park.held); err != nil {
 		return err
 	}
+	r.park.held = nil
 	for _, cp := range cps {
 		r.lastHeld[partKey{cp.Source, cp.Partition}] = cp.Held
 	}

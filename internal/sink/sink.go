@@ -5,6 +5,7 @@ package sink
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/cdcflow/cdcflow/internal/change"
 )
@@ -43,6 +44,31 @@ type PositionStore interface {
 // to pass next time.
 type ChunkStore interface {
 	CompletedChunks(ctx context.Context, after int64, limit int) (ids []string, next int64, err error)
+}
+
+// PieceStore is a ChunkStore that parks pieces of oversized DSQL records,
+// so that processes reading different partitions of one stream (Kinesis
+// shards split by leases) complete sets whose pieces they read apart.
+//
+// Apply stores change.Batch.Park in the batch's transaction (a piece of a
+// set whose chunk id is already stored is not parked), and stores each
+// event with a ChunkID at most once: an event whose chunk id is already
+// stored is dropped before anything of it is written, and the parked
+// pieces of a stored set are deleted. Events marked Parked are neither
+// filtered by nor checked against the checkpoints of their Position.
+type PieceStore interface {
+	ChunkStore
+	// CompleteParked returns the chunk ids of at most limit parked sets
+	// that hold their main record and all its fragments.
+	CompleteParked(ctx context.Context, limit int) ([]string, error)
+	// ParkedPieces returns the parked pieces of the sets ids.
+	ParkedPieces(ctx context.Context, ids []string) ([]change.Piece, error)
+	// ExpireParked removes, in one transaction, every piece of the sets
+	// parked for longer than timeout (by the store's clock) and stores them
+	// as fragment_timeout dead letters (in the store, whatever its dead
+	// letter options: that is where the pieces were). It returns them.
+	// Concurrent callers never both return a piece.
+	ExpireParked(ctx context.Context, timeout time.Duration) ([]change.DeadLetter, error)
 }
 
 // ErrPermanent marks an Apply error that retrying cannot fix (for example an

@@ -26,6 +26,7 @@ const (
 	ColumnsTable     = "_cdc_columns"
 	TablesTable      = "_cdc_tables"
 	ChunksTable      = "_cdc_chunks"
+	PiecesTable      = "_cdc_pieces"
 )
 
 // Bookkeeping columns of a merged table.

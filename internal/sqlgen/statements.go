@@ -40,10 +40,11 @@ var TombstoneColumns = []string{"table_name", "record_id", "commit_order", "comm
 
 // BaseDDL returns the statements creating the tables every warehouse sink
 // needs (if absent): the event log, dead letters, checkpoints, tombstones,
-// the registries of merged tables and their columns, and the chunk ids of
-// reassembled DSQL records.
+// the registries of merged tables and their columns, the chunk ids of
+// reassembled DSQL records, and the positions of deduplicated records
+// (RecordPositionsDDL).
 func BaseDDL(d Dialect) []string {
-	return append(baseTables(d), ChunksDDL(d)...)
+	return append(append(baseTables(d), ChunksDDL(d)...), RecordPositionsDDL(d)...)
 }
 
 func baseTables(d Dialect) []string {
@@ -329,10 +330,13 @@ const ChunksKept = 1_000_000
 
 const chunksSeq = ChunksTable + "_seq"
 
-// ChunksDDL creates the chunk-id table and its sequence.
+// ChunksDDL creates the chunk-id table and its sequence, and, where keys
+// are indexed, the parked-pieces table (PostgreSQL: several processes share
+// it, see sink.PieceStore) and a unique index on chunk_id, which makes
+// storing a reassembled event a claim: its chunk id goes in at most once.
 func ChunksDDL(d Dialect) []string {
 	text := d.TypeName(TVarchar)
-	return []string{
+	ddl := []string{
 		"CREATE SEQUENCE IF NOT EXISTS " + QuoteIdent(chunksSeq),
 		createTable(d, ChunksTable, []string{
 			"seq " + d.TypeName(TBigInt) + " NOT NULL DEFAULT nextval(" + QuoteLiteral(QuoteIdent(chunksSeq)) + ")",
@@ -342,6 +346,25 @@ func ChunksDDL(d Dialect) []string {
 			"PRIMARY KEY (seq)",
 		}[:keyedDefs(d, 5)]),
 	}
+	if !d.KeyIndexes() {
+		return ddl
+	}
+	integer := d.TypeName(Type{Kind: Integer})
+	return append(ddl,
+		"CREATE UNIQUE INDEX IF NOT EXISTS "+QuoteIdent(ChunksTable+"_chunk_id")+" ON "+QuoteIdent(ChunksTable)+" (chunk_id)",
+		createTable(d, PiecesTable, []string{
+			"chunk_id " + text + " NOT NULL",
+			"idx " + integer + " NOT NULL",
+			"fragments " + integer + " NOT NULL",
+			"stream_source " + text + " NOT NULL",
+			"stream_partition " + text + " NOT NULL",
+			"stream_offset " + text + " NOT NULL",
+			"stream_index " + d.TypeName(TBigInt) + " NOT NULL",
+			"stream_indexed " + d.TypeName(TBoolean) + " NOT NULL",
+			"raw " + d.BlobType() + " NOT NULL",
+			"created_at " + d.TypeName(Type{Kind: TimestampTZ}) + " NOT NULL",
+			"PRIMARY KEY (chunk_id, idx)",
+		}))
 }
 
 // InsertChunk stores one chunk id: parameters chunk_id, stream_position,

@@ -148,6 +148,26 @@ func (a *Assembler) RememberCompleted(ids []string) {
 	}
 }
 
+// Park removes the sets whose first piece arrived before before and returns
+// their pieces, main record first, then fragments by index; nothing is
+// dead-lettered and the ids are not remembered (see Decoder.Park).
+func (a *Assembler) Park(before time.Time) []change.Piece {
+	var out []change.Piece
+	for a.head != nil && a.head.first.Before(before) {
+		s := a.head
+		a.unlink(s)
+		if s.main != nil {
+			out = append(out, change.Piece{ChunkID: s.id, Index: -1, Fragments: s.n,
+				Raw: change.Raw{Data: s.main.raw, Position: s.main.pos}})
+		}
+		for _, i := range s.indexes() {
+			p := s.frags[i]
+			out = append(out, change.Piece{ChunkID: s.id, Index: i, Raw: change.Raw{Data: p.raw, Position: p.pos}})
+		}
+	}
+	return out
+}
+
 // Reset forgets all held pieces and remembered chunk ids, dead-lettering
 // nothing (see Decoder.Reset).
 func (a *Assembler) Reset() {

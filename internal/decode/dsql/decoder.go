@@ -112,6 +112,21 @@ func (d *Decoder) OldestHeld(source, partition string) (change.Position, bool) {
 	return d.Asm.OldestHeld(source, partition)
 }
 
+// Park hands over the pieces of the sets whose first piece arrived before
+// before: they leave the decoder without a dead letter, so OldestHeld no
+// longer counts them. The caller stores them where
+// another process can complete their sets (sink.PieceStore).
+func (d *Decoder) Park(before time.Time) []change.Piece { return d.Asm.Park(before) }
+
+// HeldSince returns when the first piece of the oldest held set arrived;
+// false when nothing is held.
+func (d *Decoder) HeldSince() (time.Time, bool) {
+	if d.Asm.head == nil {
+		return time.Time{}, false
+	}
+	return d.Asm.head.first, true
+}
+
 // RememberCompleted records chunk ids of sets completed (and stored) before
 // this decoder started, as if it had completed them: a later piece of one
 // is dropped as a duplicate instead of being held. Held sets with such an

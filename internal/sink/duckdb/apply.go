@@ -62,6 +62,10 @@ func (s *Sink) Apply(ctx context.Context, b *change.Batch) (change.ApplyResult, 
 	if b == nil {
 		b = &change.Batch{}
 	}
+	b, derr := s.dropRecorded(ctx, b) // record_positions.go
+	if derr != nil {
+		return res, derr
+	}
 	p := s.plan(b)
 	if len(p.dead) > 0 && !s.opts.DeadLetterTable {
 		r := p.dead[0]
@@ -88,6 +92,9 @@ func (s *Sink) Apply(ctx context.Context, b *change.Batch) (change.ApplyResult, 
 				return err
 			}
 			if err := s.writeChunks(ctx, b.Events, now); err != nil {
+				return err
+			}
+			if err := s.writeRecordPositions(ctx, b, now); err != nil { // record_positions.go
 				return err
 			}
 			if s.opts.DeadLetterTable {

@@ -11,6 +11,8 @@
 //	cdc_dead_letters    rejected records and rows (with DeadLetterTable)
 //	_cdc_checkpoints    one row per stream partition
 //	_cdc_tables, _cdc_columns   what the sink created, and the column types
+//	_cdc_chunks         chunk ids of reassembled DSQL records (sink.ChunkStore)
+//	_cdc_record_positions  (source, position) of records of DedupePositions batches, pruned after 48 h
 //
 // Invariants:
 //   - One Apply is one transaction: DDL for new tables and columns, log rows,

@@ -111,11 +111,21 @@ func (s *Sink) applyOnce(ctx context.Context, b *change.Batch) (change.ApplyResu
 		}
 		var events []*change.Event
 		events, dead, skipped = s.dropStored(b, stored)
-		p = &batchPlan{events: make([]planned, 0, len(events)), pending: map[string]*tableState{}}
-		if err := s.writeLog(ctx, tx, p, events, now); err != nil {
+		if events, dead, err = s.dropRecorded(ctx, tx, b.DedupePositions, events, dead, now); err != nil { // record_positions.go
 			return err
 		}
-		if err := s.writeChunks(ctx, tx, events, now); err != nil {
+		events, claimed, err := s.claimChunks(ctx, tx, events, now) // chunks.go
+		if err != nil {
+			return err
+		}
+		if err := s.unpark(ctx, tx, claimed); err != nil { // pieces.go
+			return err
+		}
+		if err := s.park(ctx, tx, b.Park, now); err != nil {
+			return err
+		}
+		p = &batchPlan{events: make([]planned, 0, len(events)), pending: map[string]*tableState{}}
+		if err := s.writeLog(ctx, tx, p, events, now); err != nil {
 			return err
 		}
 		if !s.opts.LogOnly {
@@ -196,7 +206,9 @@ func addDead(r *change.ApplyResult, reason string) {
 func (s *Sink) lockPartitions(ctx context.Context, tx pgx.Tx, b *change.Batch) (map[partKey]change.Checkpoint, error) {
 	parts := map[partKey]bool{}
 	for i := range b.Events {
-		parts[keyOf(b.Events[i].Position)] = true
+		if !b.Events[i].Parked { // stored by chunk id, whatever its partition
+			parts[keyOf(b.Events[i].Position)] = true
+		}
 	}
 	for i := range b.Dead {
 		parts[keyOf(b.Dead[i].Position)] = true
@@ -258,7 +270,11 @@ func (s *Sink) dropStored(b *change.Batch, stored map[partKey]change.Checkpoint)
 	}
 	skipped := 0
 	for i := range b.Events {
-		if covered(b.Events[i].Position, "") {
+		// A reassembled DSQL event is stored at most once by its chunk id
+		// (claimChunks), not by position: with shards split between
+		// processes, its completing piece may lie before a checkpoint that
+		// another process stored while it held the set's other pieces.
+		if b.Events[i].ChunkID == "" && covered(b.Events[i].Position, "") {
 			skipped++
 			continue
 		}

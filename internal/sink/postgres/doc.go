@@ -8,7 +8,9 @@
 //	<table>_current     view: latest event per record_id, deletes hidden
 //	<table>             merged table: live rows, typed columns, _cdc_* bookkeeping
 //	_cdc_tombstones     (table, record_id, commit_order) of applied deletes
-//	_cdc_chunks         chunk ids of reassembled DSQL records (sink.ChunkStore)
+//	_cdc_chunks         chunk ids of reassembled DSQL records (sink.ChunkStore); unique: a claim
+//	_cdc_pieces         DSQL pieces parked for another process to complete (sink.PieceStore)
+//	_cdc_record_positions  (source, position) of records of DedupePositions batches, pruned after 48 h
 //	_cdc_leases, _cdc_lease_owners  Kinesis shard leases (LeaseTable), fenced in Apply
 //	cdc_dead_letters    rejected records and rows (with DeadLetterTable)
 //	_cdc_checkpoints    one row per stream partition

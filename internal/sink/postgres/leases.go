@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -356,7 +357,7 @@ type leaseKey struct {
 func (s *Sink) fenceLeases(ctx context.Context, tx pgx.Tx, b *change.Batch) (*change.Batch, []string, error) {
 	want := map[partKey]leaseKey{}
 	bad := map[partKey]bool{} // two checkpoints of a partition under different leases
-	for _, c := range b.Checkpoints {
+	for _, c := range slices.Concat(b.Checkpoints, b.Fences) {
 		if c.LeaseEpoch <= 0 {
 			continue
 		}
@@ -409,9 +410,9 @@ ORDER BY l.stream, l.shard FOR SHARE OF l`, streams, shards)
 		return b, nil, nil
 	}
 	sort.Strings(names)
-	out := &change.Batch{}
+	out := &change.Batch{Park: b.Park, DedupePositions: b.DedupePositions} // parked pieces are kept: parking twice is harmless
 	for _, e := range b.Events {
-		if !fenced[keyOf(e.Position)] {
+		if e.Parked || !fenced[keyOf(e.Position)] { // a parked set is stored by chunk id
 			out.Events = append(out.Events, e)
 		}
 	}

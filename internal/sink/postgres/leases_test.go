@@ -321,6 +321,12 @@ func TestFencing(t *testing.T) {
 	if got := fmtRows(t, db, "SELECT v FROM t ORDER BY _cdc_record_id"); !slices.Equal(got, []string{"a", "kept"}) {
 		t.Errorf("merged %v, want s0's row unchanged", got)
 	}
+	// The first part of a bisected batch carries no checkpoint, only the
+	// fences of its leases (change.Batch.Fences): fenced all the same.
+	part := &change.Batch{Events: []change.Event{s0.Put("t", "1", 250, `{"id":1,"v":"stale part"}`)}, Fences: []change.Checkpoint{cp0}}
+	if res := apply(t, s, part); !slices.Equal(res.Fenced, []string{"st/s0"}) || res.Logged != 0 {
+		t.Fatalf("stale part of a bisected batch: %+v, want s0 fenced", res)
+	}
 	cps := must[[]change.Checkpoint](t)(lt.Checkpoints(ctxb(), "st"))
 	if len(cps) != 2 || cps[0].Applied.Offset != "1" || cps[1].Applied.Offset != "1" {
 		t.Fatalf("checkpoints %+v, want s0 at 1 (not the fenced 2) and s1 at 1", cps)

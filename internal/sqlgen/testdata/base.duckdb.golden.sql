@@ -80,3 +80,9 @@ CREATE TABLE IF NOT EXISTS "_cdc_chunks" (
   stream_position VARCHAR,
   created_at TIMESTAMPTZ NOT NULL
 );
+
+CREATE TABLE IF NOT EXISTS "_cdc_record_positions" (
+  source VARCHAR NOT NULL,
+  position VARCHAR NOT NULL,
+  created_at TIMESTAMPTZ NOT NULL
+);

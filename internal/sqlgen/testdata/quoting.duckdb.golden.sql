@@ -81,6 +81,12 @@ CREATE TABLE IF NOT EXISTS "_cdc_chunks" (
   created_at TIMESTAMPTZ NOT NULL
 );
 
+CREATE TABLE IF NOT EXISTS "_cdc_record_positions" (
+  source VARCHAR NOT NULL,
+  position VARCHAR NOT NULL,
+  created_at TIMESTAMPTZ NOT NULL
+);
+
 CREATE TABLE IF NOT EXISTS "Weird ""Name""" (
   "_cdc_record_id" VARCHAR NOT NULL,
   "_cdc_commit_order" VARCHAR NOT NULL,

@@ -83,6 +83,31 @@ CREATE TABLE IF NOT EXISTS "_cdc_chunks" (
   PRIMARY KEY (seq)
 );
 
+CREATE UNIQUE INDEX IF NOT EXISTS "_cdc_chunks_chunk_id" ON "_cdc_chunks" (chunk_id);
+
+CREATE TABLE IF NOT EXISTS "_cdc_pieces" (
+  chunk_id TEXT NOT NULL,
+  idx INTEGER NOT NULL,
+  fragments INTEGER NOT NULL,
+  stream_source TEXT NOT NULL,
+  stream_partition TEXT NOT NULL,
+  stream_offset TEXT NOT NULL,
+  stream_index BIGINT NOT NULL,
+  stream_indexed BOOLEAN NOT NULL,
+  raw BYTEA NOT NULL,
+  created_at TIMESTAMPTZ NOT NULL,
+  PRIMARY KEY (chunk_id, idx)
+);
+
+CREATE TABLE IF NOT EXISTS "_cdc_record_positions" (
+  source TEXT NOT NULL,
+  position TEXT NOT NULL,
+  created_at TIMESTAMPTZ NOT NULL,
+  PRIMARY KEY (source, position)
+);
+
+CREATE INDEX IF NOT EXISTS "_cdc_record_positions_created_at" ON "_cdc_record_positions" (created_at);
+
 CREATE TABLE IF NOT EXISTS "Weird ""Name""" (
   "_cdc_record_id" TEXT PRIMARY KEY,
   "_cdc_commit_order" TEXT COLLATE "C" NOT NULL,
