@@ -78,32 +78,79 @@ var DeleteStagingColumns = []Column{
 	{Name: "merge", Type: TBoolean},
 }
 
-// tombGuard is true for a staged row of relation alias s unless the key has a
-// tombstone at least as new; the table name is parameter 1.
+// tombGuard is true unless the key keyExpr has a tombstone at least as new
+// as orderExpr; the table name is parameter 1. The tombstones are probed
+// only when the table has any (an uncorrelated EXISTS, evaluated once per
+// statement), and then with a scalar subquery rather than NOT EXISTS, so
+// that PostgreSQL probes the tombstones' primary key once per staged row
+// instead of hashing every tombstone of the table (which it prefers for
+// large batches, at a cost that grows with the tombstones, never pruned).
 func tombGuard(d Dialect, keyExpr, orderExpr string) string {
-	return "NOT EXISTS (SELECT 1 FROM " + QuoteIdent(TombstonesTable) + " tb WHERE tb.table_name = " + d.Param(1) +
-		" AND tb.record_id = " + keyExpr + " AND tb.commit_order >= " + orderExpr + ")"
+	tb := QuoteIdent(TombstonesTable)
+	return "(NOT EXISTS (SELECT 1 FROM " + tb + " WHERE table_name = " + d.Param(1) + ") OR COALESCE((SELECT tb.commit_order FROM " + tb +
+		" tb WHERE tb.table_name = " + d.Param(1) + " AND tb.record_id = " + keyExpr + ") < " + orderExpr + ", true))"
 }
 
 // UpsertStaged merges the rows staged in stage (columns cols, starting with
-// the bookkeeping columns) into table, in key order: a new key is inserted
-// and a stored row is overwritten only by a strictly newer commit order, and
-// no row goes in whose key has a tombstone at least as new. Parameter 1 is
-// table's name as recorded in the tombstones.
+// the bookkeeping columns) into table: a new key is inserted and a stored
+// row is overwritten only by a strictly newer commit order. It returns, for
+// every row it inserted or overwrote, the record id and, for an inserted
+// row, its commit order (NULL for an overwritten one).
+//
+// It does not look at tombstones: a stored row is never older than its
+// key's tombstone (the sink keeps it so), so only an inserted row can have
+// one at least as new; Tombstoned finds those and UndoTombstoned removes
+// them, in the same transaction. Probing the tombstones of the inserted rows
+// only costs much less than a guard probing them for every staged row.
+// Inserted rows are told by xmax = 0: a row version this statement inserted
+// has no xmax, while the new version of a row it overwrote carries the lock
+// ON CONFLICT took on the old one. Were that ever 0, the row would only be
+// probed for nothing.
+//
+// Rows are not sorted first: merges of one table are serialized by the
+// table's advisory lock (internal/sink/postgres), so no two writers take
+// row locks of one table at the same time.
 func UpsertStaged(d Dialect, table string, cols []string, stage string) string {
-	k, o := QuoteIdent(ColRecordID), QuoteIdent(ColCommitOrder)
-	src := "(SELECT * FROM " + Staged(stage) + " s WHERE " + tombGuard(d, "s."+k, "s."+o) + " ORDER BY s." + k + ") AS _cdc_src"
-	return d.Upsert(table, []string{ColRecordID}, ColCommitOrder, cols, cols[1:], src)
+	return d.Upsert(table, []string{ColRecordID}, ColCommitOrder, cols, cols[1:], Staged(stage)) +
+		"\nRETURNING " + QuoteIdent(ColRecordID) + ", CASE WHEN xmax = 0 THEN " + QuoteIdent(ColCommitOrder) + " END"
 }
 
-// DeleteStaged removes the rows of table whose key has a staged delete
-// (DeleteStagingColumns, merge true, table_name = parameter 1) with a newer
-// commit order.
+// Tombstoned returns the keys, among the record ids and commit orders bound
+// as two text arrays to parameters 2 and 3, that have a tombstone at least
+// as new as their order; parameter 1 is the table's name as recorded in the
+// tombstones. One primary-key probe per key, none when the table has no
+// tombstone.
+func Tombstoned(d Dialect) string {
+	tb := QuoteIdent(TombstonesTable)
+	return "SELECT k.id FROM unnest(CAST(" + d.Param(2) + " AS TEXT[]), CAST(" + d.Param(3) + " AS TEXT[])) AS k(id, ord)" +
+		" WHERE EXISTS (SELECT 1 FROM " + tb + " WHERE table_name = " + d.Param(1) + ")" +
+		" AND (SELECT tb.commit_order FROM " + tb + " tb WHERE tb.table_name = " + d.Param(1) + " AND tb.record_id = k.id) >= k.ord"
+}
+
+// UndoTombstoned deletes, among the rows of table whose keys are in the text
+// array bound to parameter 2, those whose key has a tombstone at least as
+// new as the row, and returns their record ids. Parameter 1 is table's name
+// as recorded in the tombstones.
+func UndoTombstoned(d Dialect, table string) string {
+	t, k, o := QuoteIdent(table), QuoteIdent(ColRecordID), QuoteIdent(ColCommitOrder)
+	return "DELETE FROM " + t + " m WHERE m." + k + " = ANY(CAST(" + d.Param(2) + " AS TEXT[])) AND (SELECT tb.commit_order FROM " +
+		QuoteIdent(TombstonesTable) + " tb WHERE tb.table_name = " + d.Param(1) + " AND tb.record_id = m." + k + ") >= m." + o +
+		" RETURNING m." + k
+}
+
+// DeleteStaged applies the staged deletes (DeleteStagingColumns,
+// table_name = parameter 1) of a table without soft deletes, in one
+// statement: a tombstone is stored (or moved forward) for each delete newer
+// than both the key's stored row and its tombstone, the row it deletes, if
+// older, is removed, and the record ids whose delete applied are returned.
 func DeleteStaged(d Dialect, table, stage string) string {
-	t := QuoteIdent(table)
-	return "DELETE FROM " + t + " USING " + Staged(stage) + " s WHERE s.table_name = " + d.Param(1) +
-		" AND s.merge AND " + t + "." + QuoteIdent(ColRecordID) + " = s.record_id AND " +
-		t + "." + QuoteIdent(ColCommitOrder) + " < s.commit_order"
+	t, k, o := QuoteIdent(table), QuoteIdent(ColRecordID), QuoteIdent(ColCommitOrder)
+	rowNewer := "COALESCE((SELECT m." + o + " FROM " + t + " m WHERE m." + k + " = s.record_id) < s.commit_order, true)"
+	tombs := d.Upsert(TombstonesTable, TombstoneColumns[:2], "commit_order", TombstoneColumns, TombstoneColumns[2:],
+		"(SELECT s.table_name, s.record_id, s.commit_order, s.commit_timestamp FROM "+Staged(stage)+" s WHERE s.table_name = "+
+			d.Param(1)+" AND "+rowNewer+") AS _cdc_src")
+	return "WITH tomb AS (\n" + tombs + "\nRETURNING record_id, commit_order\n), gone AS (\nDELETE FROM " + t +
+		" m USING tomb WHERE m." + k + " = tomb.record_id AND m." + o + " < tomb.commit_order\n)\nSELECT record_id FROM tomb"
 }
 
 // SoftDeleteStaged marks deleted, in table, the keys with a staged delete
@@ -115,42 +162,31 @@ func SoftDeleteStaged(d Dialect, table, stage string) string {
 	src := "(SELECT s.record_id AS " + QuoteIdent(ColRecordID) + ", s.commit_order AS " + QuoteIdent(ColCommitOrder) +
 		", s.commit_timestamp AS " + QuoteIdent(ColCommitTimestamp) + ", 'd' AS " + QuoteIdent(ColOp) +
 		", true AS " + QuoteIdent(ColDeleted) + " FROM " + Staged(stage) + " s WHERE s.table_name = " + d.Param(1) +
-		" AND s.merge AND " + tombGuard(d, "s.record_id", "s.commit_order") + " ORDER BY s.record_id) AS _cdc_src"
+		" AND s.merge AND " + tombGuard(d, "s.record_id", "s.commit_order") + ") AS _cdc_src"
 	return d.Upsert(table, []string{ColRecordID}, ColCommitOrder, cols, cols[1:], src)
 }
 
-// UpsertTombstonesStaged records a tombstone for every staged delete, in key
-// order, keeping the newest per key.
+// UpsertTombstonesStaged records a tombstone for every staged delete of the
+// table bound to parameter 1, keeping the newest per key.
 func UpsertTombstonesStaged(d Dialect, stage string) string {
 	src := "(SELECT table_name, record_id, commit_order, commit_timestamp FROM " + Staged(stage) +
-		" ORDER BY table_name, record_id) AS _cdc_src"
+		" WHERE table_name = " + d.Param(1) + ") AS _cdc_src"
 	return d.Upsert(TombstonesTable, TombstoneColumns[:2], "commit_order", TombstoneColumns, TombstoneColumns[2:], src)
 }
 
-// StoredOrdersOf reads, for the keys in the text array bound to parameter 1,
-// (record_id, the merged row's commit order or NULL, the tombstone's commit
-// order or NULL), only for keys that have either. Parameter 2 is table's
-// name as recorded in the tombstones. With merged false the table has no
-// merged table and only tombstones are read.
+// StoredOrdersOf reads, for each key in the text array bound to parameter
+// 1, (record_id, the merged row's commit order or NULL, the tombstone's
+// commit order or NULL). Parameter 2 is table's name as recorded in the
+// tombstones. With merged false the table has no merged table and only
+// tombstones are read. Each order is a scalar subquery: one primary-key
+// probe per key, whatever the planner thinks of the tables' sizes.
 func StoredOrdersOf(d Dialect, table string, merged bool) string {
-	var b strings.Builder
-	b.WriteString("SELECT k.id, ")
+	row := "NULL::text"
 	if merged {
-		b.WriteString("m." + QuoteIdent(ColCommitOrder))
-	} else {
-		b.WriteString("NULL::text")
+		row = "(SELECT m." + QuoteIdent(ColCommitOrder) + " FROM " + QuoteIdent(table) + " m WHERE m." + QuoteIdent(ColRecordID) + " = k.id)"
 	}
-	b.WriteString(", tb.commit_order FROM unnest(CAST(" + d.Param(1) + " AS TEXT[])) AS k(id)")
-	if merged {
-		b.WriteString(" LEFT JOIN " + QuoteIdent(table) + " m ON m." + QuoteIdent(ColRecordID) + " = k.id")
-	}
-	b.WriteString(" LEFT JOIN " + QuoteIdent(TombstonesTable) + " tb ON tb.table_name = " + d.Param(2) + " AND tb.record_id = k.id")
-	if merged {
-		b.WriteString(" WHERE m." + QuoteIdent(ColRecordID) + " IS NOT NULL OR tb.record_id IS NOT NULL")
-	} else {
-		b.WriteString(" WHERE tb.record_id IS NOT NULL")
-	}
-	return b.String()
+	return "SELECT k.id, " + row + ", (SELECT tb.commit_order FROM " + QuoteIdent(TombstonesTable) + " tb WHERE tb.table_name = " +
+		d.Param(2) + " AND tb.record_id = k.id) FROM unnest(CAST(" + d.Param(1) + " AS TEXT[])) AS k(id)"
 }
 
 // LockCheckpoints reads CheckpointColumns (without updated_at) of the

@@ -41,6 +41,7 @@ func TestPostgresSinkStatementsQuote(t *testing.T) {
 	for name, q := range map[string]string{
 		"upsert":      UpsertStaged(Postgres, table, []string{ColRecordID, ColCommitOrder, "a\"b"}, "_cdc_stage_x"),
 		"delete":      DeleteStaged(Postgres, table, "_cdc_stage_x"),
+		"undo":        UndoTombstoned(Postgres, table),
 		"soft delete": SoftDeleteStaged(Postgres, table, "_cdc_stage_x"),
 		"stored":      StoredOrdersOf(Postgres, table, true),
 		"add column":  AddColumnIfNotExists(Postgres, table, Column{Name: `c"1`, Type: TJSON}),
@@ -54,9 +55,20 @@ func TestPostgresSinkStatementsQuote(t *testing.T) {
 			t.Errorf("%s: table name as a literal instead of a parameter: %s", name, q)
 		}
 	}
-	if q := UpsertStaged(Postgres, "t", []string{ColRecordID, ColCommitOrder}, "s"); !strings.Contains(q, "tb.table_name = $1") ||
-		!strings.Contains(q, "tb.commit_order >= s.\"_cdc_commit_order\"") || !strings.Contains(q, `WHERE excluded."_cdc_commit_order" > "t"."_cdc_commit_order"`) {
-		t.Errorf("UpsertStaged lacks its guards: %s", q)
+	if q := UpsertStaged(Postgres, "t", []string{ColRecordID, ColCommitOrder}, "s"); !strings.Contains(q, `WHERE excluded."_cdc_commit_order" > "t"."_cdc_commit_order"`) ||
+		!strings.HasSuffix(q, `RETURNING "_cdc_record_id", CASE WHEN xmax = 0 THEN "_cdc_commit_order" END`) {
+		t.Errorf("UpsertStaged lacks its guard or RETURNING: %s", q)
+	}
+	if q := Tombstoned(Postgres); !strings.Contains(q, "tb.table_name = $1 AND tb.record_id = k.id) >= k.ord") {
+		t.Errorf("Tombstoned: %s", q)
+	}
+	if q := UndoTombstoned(Postgres, "t"); !strings.Contains(q, `tb.record_id = m."_cdc_record_id") >= m."_cdc_commit_order"`) {
+		t.Errorf("UndoTombstoned lacks its guard: %s", q)
+	}
+	if q := DeleteStaged(Postgres, "t", "s"); !strings.Contains(q, `WHERE m."_cdc_record_id" = s.record_id) < s.commit_order, true)`) ||
+		!strings.Contains(q, `WHERE excluded."commit_order" > "_cdc_tombstones"."commit_order"`) ||
+		!strings.Contains(q, `m."_cdc_commit_order" < tomb.commit_order`) || !strings.HasSuffix(q, "SELECT record_id FROM tomb") {
+		t.Errorf("DeleteStaged lacks its guards or RETURNING: %s", q)
 	}
 	if q := CreateStaging(Postgres, "_cdc_stage_x", DeleteStagingColumns); !strings.Contains(q, `"commit_order" TEXT COLLATE "C"`) || !strings.Contains(q, "ON COMMIT DELETE ROWS") {
 		t.Errorf("CreateStaging: %s", q)

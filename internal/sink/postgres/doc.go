@@ -33,12 +33,20 @@
 //     moves back.
 //   - Commit order decides, never arrival order: a merged row changes only
 //     for an event whose Order.Key is greater than both the row's
-//     _cdc_commit_order and the key's tombstone; the merge statements repeat
-//     the Go decision in SQL (ON CONFLICT ... WHERE newer, a tombstone guard,
-//     DELETE ... WHERE older), so a concurrent writer cannot make an older
-//     event win. Within a batch only the latest event per key is merged.
+//     _cdc_commit_order and the key's tombstone. The merge statements decide
+//     in SQL (ON CONFLICT ... WHERE newer, a tombstone guard, tombstones only
+//     for deletes newer than the row, DELETE ... WHERE older) and return the
+//     keys they applied; where Go decides first (keys with several events in
+//     the batch, soft deletes) they repeat its decision, so a concurrent
+//     writer cannot make an older event win. Within a batch only the latest
+//     event per key is merged.
+//   - A merged row is never older than its key's tombstone (a put goes in
+//     only past the tombstone; a tombstone only past the row, whose older
+//     version it deletes).
 //   - Every logged event is counted once: Logged == Applied + Duplicates +
-//     Stale (without LogOnly).
+//     Stale (without LogOnly); a single event a statement did not apply is
+//     a duplicate or stale by the stored orders read after the statements,
+//     which did not change them.
 //   - Nothing is lost silently: an event PostgreSQL cannot store (invalid
 //     operation, identifier, UTF-8, NUL or \u0000 in text or JSON, a value a
 //     pinned column cannot hold) becomes a dead letter in the same
