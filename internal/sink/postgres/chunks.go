@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -53,39 +52,24 @@ func (s *Sink) claimChunks(ctx context.Context, tx pgx.Tx, events []*change.Even
 
 // CompletedChunks implements sink.ChunkStore.
 func (s *Sink) CompletedChunks(ctx context.Context, after int64, limit int) ([]string, int64, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return nil, after, errors.New("postgres sink: chunk ids after close")
-	}
-	conn, err := s.connect(ctx)
-	if err != nil {
-		return nil, after, s.red.err(fmt.Errorf("read chunk ids from %s: %w", s.target, err))
-	}
-	rows, err := conn.Query(ctx, sqlgen.SelectChunks(dialect), after, limit)
-	if err != nil {
-		if connectionLost(err) {
-			s.disconnect()
-		}
-		return nil, after, s.red.err(fmt.Errorf("read chunk ids from %s: %w", s.target, err))
-	}
-	defer rows.Close()
 	var ids []string
 	next := after
-	for rows.Next() {
+	err := s.query(ctx, "read chunk ids", func(conn *pgx.Conn) error {
+		rows, err := conn.Query(ctx, sqlgen.SelectChunks(dialect), after, limit)
+		if err != nil {
+			return err
+		}
 		var seq int64
 		var id string
-		if err := rows.Scan(&seq, &id); err != nil {
-			return nil, after, fmt.Errorf("read chunk ids: %w", err)
-		}
-		next = max(next, seq)
-		ids = append(ids, id)
-	}
-	if err := rows.Err(); err != nil {
-		if connectionLost(err) {
-			s.disconnect()
-		}
-		return nil, after, s.red.err(fmt.Errorf("read chunk ids from %s: %w", s.target, err))
+		_, err = pgx.ForEachRow(rows, []any{&seq, &id}, func() error {
+			next = max(next, seq)
+			ids = append(ids, id)
+			return nil
+		})
+		return err
+	})
+	if err != nil {
+		return nil, after, err
 	}
 	return ids, next, nil
 }
