@@ -131,6 +131,11 @@ func redactURL(s string) string {
 	}
 	u.Fragment, u.RawFragment = "", ""
 	out := u.String()
+	if !strings.Contains(out, "://") {
+		// url.String drops "//" when the authority and path are empty
+		// ("postgres://" becomes "postgres:"); keep the input's form.
+		out = u.Scheme + "://" + strings.TrimPrefix(out, u.Scheme+":")
+	}
 	// url.String escapes '*' in a password; show it plainly.
 	return strings.Replace(out, ":"+url.PathEscape(redactedText)+"@", ":"+redactedText+"@", 1)
 }
